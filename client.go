@@ -1,0 +1,326 @@
+package renewlock
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// closeTimeout bounds how long Close spends releasing held locks.
+const closeTimeout = 5 * time.Second
+
+// A Client takes locks on one Redis deployment (a single server, a Sentinel
+// group or a Cluster, through the go-redis client given to New). It owns the
+// background work for all its locks: one renewal loop and one subscription
+// connection, shared by every key. A Client is safe for concurrent use;
+// create one per process and Close it on shutdown.
+type Client struct {
+	rdb   redis.UniversalClient
+	cfg   config
+	renew *renewer
+	hub   *waitHub
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	closed bool           // Close has started waiting for wg
+	wg     sync.WaitGroup // clean-up goroutines
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns a Client that takes locks through rdb, with opts as the
+// defaults for every acquisition. It does not contact Redis. rdb stays owned
+// by the caller: Close does not close it.
+func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
+	if rdb == nil || isNilPointer(rdb) {
+		return nil, fmt.Errorf("%w: nil Redis client", ErrInvalidArgument)
+	}
+	cfg := defaultConfig()
+	cfg.apply(opts)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{rdb: rdb, cfg: cfg, hub: newWaitHub(rdb)}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.renew = newRenewer(c)
+	return c, nil
+}
+
+func isNilPointer(v any) bool {
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
+// prepare checks the arguments of one acquisition and resolves its options.
+func (c *Client) prepare(ctx context.Context, key string, opts []Option) (*config, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	}
+	if key == "" {
+		return nil, fmt.Errorf("%w: empty key", ErrInvalidArgument)
+	}
+	cfg := c.cfg
+	cfg.apply(opts)
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("key %q: %w", key, err)
+	}
+	if c.ctx.Err() != nil {
+		return nil, ErrClientClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
+	}
+	return &cfg, nil
+}
+
+// TryAcquire makes one attempt to take key. If another holder has it, it
+// returns an error wrapping ErrNotAcquired at once. A Redis failure or a
+// cancelled ctx is returned as such, never as ErrNotAcquired.
+func (c *Client) TryAcquire(ctx context.Context, key string, opts ...Option) (*Lock, error) {
+	cfg, err := c.prepare(ctx, key, opts)
+	if err != nil {
+		return nil, err
+	}
+	l, wait, err := c.try(ctx, key, cfg)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
+	case l == nil:
+		return nil, fmt.Errorf("%w: key %q, lease ends within %v", ErrNotAcquired, key, wait)
+	}
+	return l, nil
+}
+
+// Acquire takes key, waiting as long as ctx allows while another holder has
+// it. It wakes as soon as the holder releases (a pub/sub notification), or
+// when the holder's lease expires if it crashed. Redis errors while waiting
+// are retried with backoff. When ctx ends first, the error wraps ctx.Err()
+// and nothing is left behind in Redis.
+func (c *Client) Acquire(ctx context.Context, key string, opts ...Option) (*Lock, error) {
+	cfg, err := c.prepare(ctx, key, opts)
+	if err != nil {
+		return nil, err
+	}
+	ch := cfg.prefix + key
+	wait := cfg.ttl
+	if !c.hub.waiting(ch) { // else queue behind this client's waiters
+		var l *Lock
+		l, wait, err = c.try(ctx, key, cfg)
+		if l != nil {
+			return l, nil
+		}
+	}
+	return c.wait(ctx, key, cfg, wait, err)
+}
+
+// wait is the slow path of Acquire: queue as a waiter and try again on each
+// release notification, or at the fallback time.
+func (c *Client) wait(ctx context.Context, key string, cfg *config, wait time.Duration, lastErr error) (*Lock, error) {
+	w, err := c.hub.join(cfg.prefix + key)
+	if err != nil {
+		return nil, err
+	}
+	acquired := false
+	defer func() { c.hub.leave(w, acquired) }()
+
+	ready := w.ready
+	if !w.head {
+		ready = nil // the head covers notifications; we wait our turn
+	}
+	backoff := 10 * time.Millisecond
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for {
+		fallback := wait
+		if lastErr != nil {
+			fallback, backoff = backoff, min(2*backoff, time.Second)
+		} else {
+			backoff = 10 * time.Millisecond
+		}
+		timer.Reset(fallback)
+		select {
+		case <-ready:
+			ready = nil
+		case <-w.wake:
+		case <-timer.C:
+		case <-ctx.Done():
+			if lastErr != nil {
+				return nil, fmt.Errorf("renewlock: acquire %q: %w (last error: %v)", key, ctx.Err(), lastErr)
+			}
+			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, ctx.Err())
+		case <-c.ctx.Done():
+			return nil, ErrClientClosed
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		var l *Lock
+		l, wait, lastErr = c.try(ctx, key, cfg)
+		if l != nil {
+			acquired = true
+			return l, nil
+		}
+		if lastErr != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, ctx.Err())
+		}
+	}
+}
+
+// try runs the acquire script once. It returns the lock, or the holder's
+// remaining TTL, or an error.
+func (c *Client) try(ctx context.Context, key string, cfg *config) (*Lock, time.Duration, error) {
+	owner := newOwnerID()
+	rkey := cfg.prefix + key
+	sent := time.Now()
+	res, err := acquireScript.Run(ctx, c.rdb, []string{rkey}, owner, cfg.ttl.Milliseconds(), cfg.holder).Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("renewlock: acquire script returned %d values", len(res))
+	}
+	if err != nil {
+		if !isReplyError(err) {
+			// The script may have run: remove what it may have taken.
+			c.cleanup(rkey, owner, cfg)
+		}
+		return nil, 0, err
+	}
+	if res[0] == 0 {
+		wait := time.Duration(res[1]) * time.Millisecond
+		if wait <= 0 { // no expiry: not ours to fix; look again in one TTL
+			wait = cfg.ttl
+		}
+		return nil, wait, nil
+	}
+	l := &Lock{
+		c: c, key: key, rkey: rkey, owner: owner, token: uint64(res[1]), cfg: cfg,
+		done: make(chan struct{}),
+	}
+	if !c.renew.add(l, sent) {
+		c.cleanup(rkey, owner, cfg)
+		return nil, 0, ErrClientClosed
+	}
+	return l, 0, nil
+}
+
+// cleanup releases (owner-checked) a lease an interrupted acquire may have
+// taken, in the background, bounded by one TTL.
+// After Close it runs in the caller, since Close no longer waits for it.
+func (c *Client) cleanup(rkey, owner string, cfg *config) {
+	run := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), min(cfg.ttl, closeTimeout))
+		defer cancel()
+		_ = releaseScript.Run(ctx, c.rdb, []string{rkey}, owner, cfg.ttl.Milliseconds(), rkey).Err()
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		run()
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		run()
+	}()
+}
+
+// release runs the release script for l: true if it was ours and is now
+// released, false if it was not ours (nothing touched).
+func (c *Client) release(ctx context.Context, l *Lock) (bool, error) {
+	n, err := releaseScript.Run(ctx, c.rdb, []string{l.rkey}, l.owner, l.cfg.ttl.Milliseconds(), l.rkey).Int64()
+	return n == 1, err
+}
+
+// Do takes key (waiting as Acquire does), runs fn, and releases the lock,
+// even if fn panics. The ctx passed to fn is cancelled the moment the lease
+// is lost, with context.Cause wrapping ErrLeaseLost; fn should stop then. The
+// release runs on a fresh context bounded by one TTL, so it happens even when
+// ctx was cancelled. The returned error joins fn's error and the release's:
+// errors.Is(err, ErrLeaseLost) reports a loss during fn.
+func (c *Client) Do(ctx context.Context, key string, fn func(ctx context.Context, l *Lock) error, opts ...Option) (err error) {
+	if fn == nil {
+		return fmt.Errorf("%w: nil function", ErrInvalidArgument)
+	}
+	l, err := c.Acquire(ctx, key, opts...)
+	if err != nil {
+		return err
+	}
+	lctx, cancel := l.Context(ctx)
+	defer func() {
+		cancel()
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.ttl)
+		defer rcancel()
+		if rerr := l.Release(rctx); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}()
+	return fn(lctx, l)
+}
+
+// Close stops all background work of the Client and releases every lock it
+// still holds (owner-checked, one round trip, bounded by a few seconds; a
+// lock that cannot be released then expires after its TTL). Each such lock's
+// Done is closed and its Err is ErrClientClosed; blocked Acquire calls return
+// ErrClientClosed. Close does not close the Redis client. It returns the
+// error of the final release, if any, and is safe to call more than once.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.hub.close()
+		c.renew.close()
+		c.closeErr = c.releaseAll(c.renew.drain())
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		c.wg.Wait()
+	})
+	return c.closeErr
+}
+
+// releaseAll releases locks in one pipelined round trip, for Close.
+func (c *Client) releaseAll(locks []*Lock) error {
+	if len(locks) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	pipe := c.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(locks))
+	for i, l := range locks {
+		cmds[i] = releaseScript.Eval(ctx, pipe, []string{l.rkey}, l.owner, l.cfg.ttl.Milliseconds(), l.rkey)
+	}
+	_, err := pipe.Exec(ctx)
+	for _, l := range locks {
+		l.finish(ErrClientClosed, true)
+		l.mu.Lock()
+		if err == nil {
+			l.released, l.releaseErr = true, ErrClientClosed
+		}
+		l.mu.Unlock()
+	}
+	if err != nil {
+		return fmt.Errorf("renewlock: close: releasing %d locks: %w", len(locks), err)
+	}
+	return nil
+}
+
+// newOwnerID returns 128 random bits from crypto/rand, hex-encoded.
+func newOwnerID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails on supported platforms (Go ≥ 1.24)
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,167 @@
+package renewlock
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// A Lock is one acquisition of a key. While it is held the Client renews its
+// lease in the background. A Lock is safe for use by several goroutines.
+//
+// The holder must stop acting on the protected resource as soon as Done is
+// closed, and should pass Token to any resource that can check it.
+type Lock struct {
+	c     *Client
+	key   string // the user's key
+	rkey  string // the Redis key: prefix + key
+	owner string // random owner id written into Redis
+	token uint64
+	cfg   *config
+
+	// Renewal bookkeeping, guarded by c.renew.mu.
+	nextRenew time.Time // when the next renewal is due
+	deadline  time.Time // validity deadline, on the monotonic clock
+	inflight  bool      // a renewal for this lock is on the wire
+
+	mu         sync.Mutex
+	done       chan struct{}
+	err        error // why done was closed
+	lost       bool  // done was closed by a loss (err wraps ErrLeaseLost) or Close
+	notOurs    bool  // Redis told us the key is not ours: nothing to clean up
+	released   bool  // Release reached a definitive outcome
+	releaseErr error // that outcome
+	hooks      []func(error)
+}
+
+// Key returns the key the lock was taken on, as passed to Acquire.
+func (l *Lock) Key() string { return l.key }
+
+// Token returns the fencing token of this acquisition. For one key, every
+// later acquisition gets a strictly larger token, also after the lease
+// expired or Redis restarted without data. Hand it to the protected resource
+// and have it reject writes carrying a token smaller than the largest it has
+// seen: that keeps the resource safe even from a holder that was paused past
+// its lease.
+func (l *Lock) Token() uint64 { return l.token }
+
+// Done returns a channel that is closed when the lock is no longer held:
+// the lease was lost (Err wraps ErrLeaseLost), it was released (ErrReleased),
+// or the Client was closed (ErrClientClosed).
+func (l *Lock) Done() <-chan struct{} { return l.done }
+
+// Err returns nil while the lock is held, and after Done is closed the reason:
+// an error wrapping ErrLeaseLost, ErrReleased, or ErrClientClosed.
+func (l *Lock) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// Context returns a copy of parent that is cancelled when parent is done or
+// when the lock stops being held, whichever comes first. Its cause
+// (context.Cause) is then Err. Call the returned cancel function when the work
+// is finished, to release the context's resources.
+func (l *Lock) Context(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	l.onDone(cancel)
+	return ctx, func() { cancel(context.Canceled) }
+}
+
+// onDone calls f(err) once the lock is done, at once if it already is.
+func (l *Lock) onDone(f func(error)) {
+	l.mu.Lock()
+	if l.err == nil {
+		l.hooks = append(l.hooks, f)
+		l.mu.Unlock()
+		return
+	}
+	err := l.err
+	l.mu.Unlock()
+	f(err)
+}
+
+// finish closes Done with err, once. It reports whether this call closed it.
+func (l *Lock) finish(err error, lost bool) bool {
+	l.mu.Lock()
+	if l.err != nil {
+		l.mu.Unlock()
+		return false
+	}
+	l.err, l.lost = err, lost
+	hooks := l.hooks
+	l.hooks = nil
+	close(l.done)
+	l.mu.Unlock()
+	for _, f := range hooks {
+		f(err)
+	}
+	return true
+}
+
+// lose records a loss of the lease. notOurs says Redis confirmed the key is no
+// longer ours, so Release need not touch Redis.
+func (l *Lock) lose(cause string, notOurs bool) {
+	err := fmt.Errorf("%w: key %q (token %d): %s", ErrLeaseLost, l.key, l.token, cause)
+	l.mu.Lock()
+	l.notOurs = l.notOurs || notOurs
+	l.mu.Unlock()
+	if l.finish(err, true) {
+		l.cfg.logger.Warn("renewlock: lease lost", "key", l.key, "token", l.token, "cause", cause)
+	}
+}
+
+// Release gives the lock up: it stops renewal, deletes the lease if it is
+// still this holder's (never another's), and wakes the next waiter, in one
+// round trip. It returns an error wrapping ErrLeaseLost if the lease had been
+// lost before, because work done under the lock may then not have been
+// exclusive. Calling Release again returns the same result. If Redis cannot
+// be reached the error is returned, the lease is left to expire, and a later
+// Release tries again.
+func (l *Lock) Release(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	}
+	l.c.renew.remove(l)
+	l.mu.Lock()
+	if l.released {
+		err := l.releaseErr
+		l.mu.Unlock()
+		return err
+	}
+	lostErr, notOurs := error(nil), l.notOurs
+	if l.lost {
+		lostErr = l.err
+	}
+	l.mu.Unlock()
+
+	var result error
+	switch {
+	case notOurs:
+		result = lostErr
+	default:
+		ok, err := l.c.release(ctx, l)
+		if err != nil {
+			// Unknown outcome: renewal is stopped, so the lease ends within
+			// one TTL whatever happened. Let a later call try again.
+			l.finish(ErrReleased, false)
+			return fmt.Errorf("renewlock: release %q: %w", l.key, err)
+		}
+		switch {
+		case !ok:
+			l.lose("not the owner at release (expired or taken over)", true)
+			result = l.Err()
+		case lostErr != nil:
+			// Lost by deadline but still ours in Redis: cleaned up now, yet
+			// the holder must hear that it was not protected throughout.
+			result = lostErr
+		default:
+			l.finish(ErrReleased, false)
+		}
+	}
+	l.mu.Lock()
+	l.released, l.releaseErr = true, result
+	l.mu.Unlock()
+	return result
+}

@@ -1,0 +1,308 @@
+package renewlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/renewlock/renewlock/internal/keyslot"
+)
+
+const (
+	// renewChunk bounds the keys renewed by one script call, so that no call
+	// holds Redis for long (a few hundred µs) while other clients wait.
+	renewChunk = 256
+	// maxInflightBatches bounds concurrent renewal round trips per client.
+	// Normally there is at most one; more appear only when Redis is slow.
+	maxInflightBatches = 4
+)
+
+// renewer is the single background loop of a Client that keeps every held
+// lock alive. It wakes at the earliest due renewal or validity deadline,
+// renews everything due (or nearly due) in one pipelined round trip, and
+// declares a lock lost when a renewal finds another owner or when its
+// deadline passes without a successful renewal. It never blocks on the
+// network: round trips run in batch goroutines that report back.
+type renewer struct {
+	c    *Client
+	kick chan struct{} // re-plan now (buffered 1)
+	stop chan struct{}
+	done chan struct{}
+	wg   sync.WaitGroup // batch goroutines
+
+	mu       sync.Mutex
+	locks    map[*Lock]struct{}
+	inflight int  // batches on the wire
+	closed   bool // drained by Close: add refuses
+}
+
+func newRenewer(c *Client) *renewer {
+	r := &renewer{
+		c:     c,
+		kick:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+		locks: make(map[*Lock]struct{}),
+	}
+	go r.run()
+	return r
+}
+
+// add starts renewing l, whose acquisition was sent at sent. It returns
+// false if the Client is closing.
+func (r *renewer) add(l *Lock, sent time.Time) bool {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return false
+	}
+	l.deadline = sent.Add(l.cfg.validity())
+	l.nextRenew = sent.Add(l.cfg.interval())
+	r.locks[l] = struct{}{}
+	r.mu.Unlock()
+	r.poke()
+	return true
+}
+
+// remove stops renewing l. A renewal already on the wire may still land; it
+// is owner-checked, so it cannot revive a released lock.
+func (r *renewer) remove(l *Lock) {
+	r.mu.Lock()
+	delete(r.locks, l)
+	r.mu.Unlock()
+}
+
+// drain returns the locks being renewed, stops renewing them and makes add
+// refuse new ones.
+func (r *renewer) drain() []*Lock {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	out := make([]*Lock, 0, len(r.locks))
+	for l := range r.locks {
+		out = append(out, l)
+		delete(r.locks, l)
+	}
+	return out
+}
+
+func (r *renewer) poke() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// close stops the loop and waits for it and every batch.
+func (r *renewer) close() {
+	close(r.stop)
+	<-r.done
+	r.wg.Wait()
+}
+
+func (r *renewer) run() {
+	defer close(r.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := r.plan(time.Now())
+		timer.Reset(time.Until(next))
+		select {
+		case <-timer.C:
+		case <-r.kick:
+		case <-r.stop:
+			return
+		}
+	}
+}
+
+// plan declares overdue locks lost, starts a batch for those due, and returns
+// when it must run again.
+func (r *renewer) plan(now time.Time) time.Time {
+	next := now.Add(time.Hour)
+	var expired, due []*Lock
+	r.mu.Lock()
+	for l := range r.locks {
+		if !now.Before(l.deadline) {
+			delete(r.locks, l)
+			expired = append(expired, l)
+			continue
+		}
+		if l.deadline.Before(next) {
+			next = l.deadline
+		}
+		if l.inflight {
+			continue
+		}
+		// Take locks due within a short window too, so that locks taken at
+		// nearby instants fall into step and share round trips.
+		if !l.nextRenew.After(now.Add(l.cfg.interval() / 8)) {
+			due = append(due, l)
+		} else if l.nextRenew.Before(next) {
+			next = l.nextRenew
+		}
+	}
+	if len(due) > 0 {
+		if r.inflight < maxInflightBatches {
+			for _, l := range due {
+				l.inflight = true
+			}
+			r.inflight++
+			r.wg.Add(1)
+			go r.batch(due)
+		}
+		// else: a finishing batch pokes the loop.
+	}
+	r.mu.Unlock()
+	for _, l := range expired {
+		l.lose("validity deadline passed without a successful renewal", false)
+	}
+	return next
+}
+
+// batch renews locks in one pipelined round trip and records the outcome.
+func (r *renewer) batch(locks []*Lock) {
+	defer r.wg.Done()
+	defer r.poke()
+	// Waiting past the earliest deadline is pointless: that lock is lost then.
+	deadline := locks[0].deadline
+	for _, l := range locks[1:] {
+		if l.deadline.Before(deadline) {
+			deadline = l.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(r.c.ctx, deadline)
+	sent := time.Now()
+	res := renewMany(ctx, r.c.rdb, locks)
+	cancel()
+
+	now := time.Now()
+	var lost []*Lock
+	var firstErr error
+	failed := 0
+	r.mu.Lock()
+	r.inflight--
+	for i, l := range locks {
+		l.inflight = false
+		if _, ok := r.locks[l]; !ok {
+			continue // released or already lost meanwhile
+		}
+		switch res[i].err {
+		case nil:
+			if res[i].renewed {
+				l.deadline = sent.Add(l.cfg.validity())
+				l.nextRenew = sent.Add(l.cfg.interval())
+			} else {
+				delete(r.locks, l)
+				lost = append(lost, l)
+			}
+		default:
+			// Transient: retry soon, until the deadline decides.
+			l.nextRenew = now.Add(l.cfg.interval() / 4)
+			failed++
+			if firstErr == nil {
+				firstErr = res[i].err
+			}
+		}
+	}
+	r.mu.Unlock()
+	if failed > 0 {
+		r.c.cfg.logger.Warn("renewlock: renewal failed, retrying until the validity deadline",
+			"locks", failed, "err", firstErr)
+	}
+	for _, l := range lost {
+		l.lose("renewal found another owner or no key", true)
+	}
+}
+
+type renewResult struct {
+	renewed bool
+	err     error
+}
+
+// renewMany renews locks with as few round trips as possible: one pipeline of
+// script calls of at most renewChunk keys each, grouped by hash slot on a
+// cluster. A second round trip happens only after NOSCRIPT.
+func renewMany(ctx context.Context, rdb redis.UniversalClient, locks []*Lock) []renewResult {
+	groups := group(rdb, locks)
+	out := make([]renewResult, len(locks))
+	pending := groups
+	for attempt := 0; attempt < 2 && len(pending) > 0; attempt++ {
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(pending))
+		for i, g := range pending {
+			keys := make([]string, len(g))
+			args := make([]any, 0, 2*len(g))
+			for j, idx := range g {
+				l := locks[idx]
+				keys[j] = l.rkey
+				args = append(args, l.owner, l.cfg.ttl.Milliseconds())
+			}
+			if attempt == 0 {
+				cmds[i] = renewScript.EvalSha(ctx, pipe, keys, args...)
+			} else {
+				cmds[i] = renewScript.Eval(ctx, pipe, keys, args...)
+			}
+		}
+		_, _ = pipe.Exec(ctx) // errors are per command below
+		var retry [][]int
+		for i, g := range pending {
+			vals, err := cmds[i].Int64Slice()
+			if err == nil && len(vals) != len(g) {
+				err = fmt.Errorf("renewlock: renew script returned %d results for %d keys", len(vals), len(g))
+			}
+			if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") && attempt == 0 {
+				retry = append(retry, g)
+				continue
+			}
+			for j, idx := range g {
+				if err != nil {
+					out[idx].err = err
+				} else {
+					out[idx].renewed = vals[j] == 1
+				}
+			}
+		}
+		pending = retry
+	}
+	return out
+}
+
+// group splits lock indexes into script calls: by hash slot on a cluster
+// (a script may not touch keys of several slots), then by renewChunk.
+func group(rdb redis.UniversalClient, locks []*Lock) [][]int {
+	var bySlot map[int][]int
+	if _, cluster := rdb.(*redis.ClusterClient); cluster {
+		bySlot = make(map[int][]int)
+		for i, l := range locks {
+			s := keyslot.Slot(l.rkey)
+			bySlot[s] = append(bySlot[s], i)
+		}
+	} else {
+		all := make([]int, len(locks))
+		for i := range all {
+			all[i] = i
+		}
+		bySlot = map[int][]int{0: all}
+	}
+	var out [][]int
+	for _, idx := range bySlot {
+		for len(idx) > renewChunk {
+			out = append(out, idx[:renewChunk])
+			idx = idx[renewChunk:]
+		}
+		out = append(out, idx)
+	}
+	return out
+}
+
+// isReplyError reports whether err is an error reply from Redis, as opposed
+// to a network error or a timeout after which the outcome is unknown.
+func isReplyError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
