@@ -32,10 +32,11 @@ func Binary() string {
 
 // Server is one redis-server process owned by a test.
 type Server struct {
-	t    testing.TB
-	dir  string
-	port int
-	args []string
+	t      testing.TB // nil for Launch
+	dir    string
+	ownDir bool // remove dir on Stop
+	port   int
+	args   []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -49,10 +50,37 @@ type Server struct {
 // redis-server is not installed.
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	if _, err := exec.LookPath(Binary()); err != nil {
-		t.Fatalf("redistest: %s not found in PATH: install Redis (apt-get install redis-server) or set $REDIS_SERVER: %v", Binary(), err)
+	s, err := launchIn(t.TempDir(), extra)
+	if err != nil {
+		t.Fatal(err)
 	}
-	s := &Server{t: t, dir: t.TempDir(), args: extra}
+	s.t = t
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Launch is Start for code without a testing.TB (TestMain, examples,
+// benchmark programs): the caller must call Stop, and a failing Pause,
+// Resume or Restart panics instead of failing a test.
+func Launch(extra ...string) (*Server, error) {
+	dir, err := os.MkdirTemp("", "redistest-")
+	if err != nil {
+		return nil, err
+	}
+	s, err := launchIn(dir, extra)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	s.ownDir = true
+	return s, nil
+}
+
+func launchIn(dir string, extra []string) (*Server, error) {
+	if _, err := exec.LookPath(Binary()); err != nil {
+		return nil, fmt.Errorf("redistest: %s not found in PATH: install Redis (apt-get install redis-server) or set $REDIS_SERVER: %v", Binary(), err)
+	}
+	s := &Server{dir: dir, args: extra}
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		s.port, err = freePort()
@@ -60,14 +88,18 @@ func Start(t testing.TB, extra ...string) *Server {
 			continue
 		}
 		if err = s.launch(); err == nil {
-			break
+			return s, nil
 		}
 	}
-	if err != nil {
-		t.Fatalf("redistest: starting redis-server: %v", err)
+	return nil, fmt.Errorf("redistest: starting redis-server: %v", err)
+}
+
+func (s *Server) fatalf(format string, args ...any) {
+	if s.t != nil {
+		s.t.Helper()
+		s.fatalf(format, args...)
 	}
-	t.Cleanup(s.Stop)
-	return s
+	panic(fmt.Sprintf(format, args...))
 }
 
 func freePort() (int, error) {
@@ -147,42 +179,41 @@ func (s *Server) PID() int {
 }
 
 // Client returns a go-redis client for this server, closed when the test
-// ends. opts may adjust the options (Addr is set already).
+// ends (for a Launch server, the caller closes it). opts may adjust the
+// options (Addr is set already).
 func (s *Server) Client(opts ...func(*redis.Options)) *redis.Client {
 	o := &redis.Options{Addr: s.Addr()}
 	for _, f := range opts {
 		f(o)
 	}
 	rdb := redis.NewClient(o)
-	s.t.Cleanup(func() { _ = rdb.Close() })
+	if s.t != nil {
+		s.t.Cleanup(func() { _ = rdb.Close() })
+	}
 	return rdb
 }
 
 func (s *Server) signal(sig syscall.Signal) {
-	s.t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
-		s.t.Fatalf("redistest: server on port %d is not running", s.port)
+		s.fatalf("redistest: server on port %d is not running", s.port)
 	}
 	if err := s.cmd.Process.Signal(sig); err != nil {
-		s.t.Fatalf("redistest: signal %v to redis-server: %v", sig, err)
+		s.fatalf("redistest: signal %v to redis-server: %v", sig, err)
 	}
 	s.paused = sig == syscall.SIGSTOP
 }
 
 // Pause stops the server process (SIGSTOP): connections stay open but
 // nothing is answered, like a frozen VM or a long GC pause.
-func (s *Server) Pause() { s.t.Helper(); s.signal(syscall.SIGSTOP) }
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
 
 // Resume continues a paused server (SIGCONT).
-func (s *Server) Resume() { s.t.Helper(); s.signal(syscall.SIGCONT) }
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
 
 // Kill ends the server with SIGKILL; without persistence all data is lost.
-func (s *Server) Kill() {
-	s.t.Helper()
-	s.kill()
-}
+func (s *Server) Kill() { s.kill() }
 
 func (s *Server) kill() {
 	s.mu.Lock()
@@ -203,7 +234,6 @@ func (s *Server) kill() {
 // first if it is running). The data set is empty unless persistence was
 // configured.
 func (s *Server) Restart() {
-	s.t.Helper()
 	s.kill()
 	var err error
 	for attempt := 0; attempt < 50; attempt++ {
@@ -214,8 +244,13 @@ func (s *Server) Restart() {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	s.t.Fatalf("redistest: restarting redis-server on port %d: %v", s.port, err)
+	s.fatalf("redistest: restarting redis-server on port %d: %v", s.port, err)
 }
 
 // Stop kills the server. It is called automatically when the test ends.
-func (s *Server) Stop() { s.kill() }
+func (s *Server) Stop() {
+	s.kill()
+	if s.ownDir {
+		_ = os.RemoveAll(s.dir)
+	}
+}
