@@ -2,6 +2,7 @@ package renewlock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -145,8 +146,12 @@ func (l *Lock) Release(ctx context.Context) error {
 		if err != nil {
 			// Unknown outcome: renewal is stopped, so the lease ends within
 			// one TTL whatever happened. Let a later call try again.
+			err = fmt.Errorf("renewlock: release %q: %w", l.key, err)
+			if lostErr != nil {
+				return errors.Join(lostErr, err)
+			}
 			l.finish(ErrReleased, false)
-			return fmt.Errorf("renewlock: release %q: %w", l.key, err)
+			return err
 		}
 		switch {
 		case !ok:

@@ -36,8 +36,9 @@ type renewer struct {
 
 	mu       sync.Mutex
 	locks    map[*Lock]struct{}
-	inflight int  // batches on the wire
-	closed   bool // drained by Close: add refuses
+	inflight int       // batches on the wire
+	closed   bool      // drained by Close: add refuses
+	wake     time.Time // when the loop plans to run next
 }
 
 func newRenewer(c *Client) *renewer {
@@ -63,8 +64,13 @@ func (r *renewer) add(l *Lock, sent time.Time) bool {
 	l.deadline = sent.Add(l.cfg.validity())
 	l.nextRenew = sent.Add(l.cfg.interval())
 	r.locks[l] = struct{}{}
+	// Re-plan only if this lock needs the loop sooner than planned: adding
+	// must not cost a scan of every held lock.
+	early := l.nextRenew.Before(r.wake)
 	r.mu.Unlock()
-	r.poke()
+	if early {
+		r.poke()
+	}
 	return true
 }
 
@@ -157,6 +163,7 @@ func (r *renewer) plan(now time.Time) time.Time {
 		}
 		// else: a finishing batch pokes the loop.
 	}
+	r.wake = next
 	r.mu.Unlock()
 	for _, l := range expired {
 		l.lose("validity deadline passed without a successful renewal", false)

@@ -1,0 +1,13 @@
+package renewlock
+
+// CrashForTest makes c stop all background work without releasing its
+// locks, as if its process had died: leases stay in Redis until they expire.
+func CrashForTest(c *Client) {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.hub.close()
+		c.renew.close()
+		c.renew.drain()
+		c.closeErr = ErrClientClosed
+	})
+}

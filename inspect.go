@@ -1,0 +1,247 @@
+package renewlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Info describes the current holder of a key, as stored in Redis. It is a
+// snapshot for operators: by the time it is read the holder may have
+// released the key or lost its lease.
+type Info struct {
+	// Key is the user's key, without the Client's key prefix.
+	Key string
+	// Owner is the random owner id of the holder (32 hex characters). It is
+	// a capability: anyone who knows it can renew or release the lease, so
+	// tools should show only a prefix of it.
+	Owner string
+	// Token is the fencing token of the holder's acquisition.
+	Token uint64
+	// Holder is the free-form holder description (WithHolder; by default
+	// "HOSTNAME:PID").
+	Holder string
+	// AcquiredAt is when the holder took the key, by the Redis server's
+	// clock.
+	AcquiredAt time.Time
+	// TTL is the remaining lease when the key was read (Redis PTTL). The
+	// holder renews it well before it runs out. It is zero in the Info
+	// returned by ForceRelease.
+	TTL time.Duration
+}
+
+// inspectBatch bounds the keys read in one pipelined round trip by List.
+const inspectBatch = 1000
+
+// Inspect reports who holds key, in one round trip. It returns an error
+// wrapping ErrNotHeld when nobody does (also when only the token tombstone
+// of a released lock is left).
+func (c *Client) Inspect(ctx context.Context, key string) (*Info, error) {
+	if err := c.checkOperatorArgs(ctx, key); err != nil {
+		return nil, err
+	}
+	infos, err := c.read(ctx, []string{c.cfg.prefix + key})
+	if err != nil {
+		return nil, fmt.Errorf("renewlock: inspect %q: %w", key, err)
+	}
+	if len(infos) == 0 {
+		return nil, fmt.Errorf("%w: key %q", ErrNotHeld, key)
+	}
+	return &infos[0], nil
+}
+
+// List reports every held key whose name (without the key prefix) matches
+// the glob pattern, sorted by key. An empty pattern matches every key. It
+// walks the keyspace with SCAN (on a Cluster, on every master), so it does
+// not block Redis, and may miss or repeat keys taken or released meanwhile
+// (repeats are removed). Keys under the prefix that are not locks are
+// skipped.
+func (c *Client) List(ctx context.Context, pattern string) ([]Info, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	}
+	if c.ctx.Err() != nil {
+		return nil, ErrClientClosed
+	}
+	if pattern == "" {
+		pattern = "*"
+	}
+	match := escapeGlob(c.cfg.prefix) + pattern
+
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	scan := func(ctx context.Context, rdb redis.Cmdable) error {
+		var found []string
+		var cursor uint64
+		for {
+			batch, next, err := rdb.Scan(ctx, cursor, match, 1000).Result()
+			if err != nil {
+				return err
+			}
+			found = append(found, batch...)
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
+		mu.Lock()
+		keys = append(keys, found...)
+		mu.Unlock()
+		return nil
+	}
+	var err error
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			return scan(ctx, node)
+		})
+	} else {
+		err = scan(ctx, c.rdb)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("renewlock: list %q: %w", pattern, err)
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys) // SCAN may return a key more than once
+
+	out := []Info{}
+	for len(keys) > 0 {
+		n := min(len(keys), inspectBatch)
+		infos, err := c.read(ctx, keys[:n])
+		if err != nil {
+			return nil, fmt.Errorf("renewlock: list %q: %w", pattern, err)
+		}
+		out = append(out, infos...)
+		keys = keys[n:]
+	}
+	return out, nil
+}
+
+// ForceRelease removes whoever holds key, whatever its owner id, and wakes
+// the waiters, in one round trip. It is an operator's escape hatch for a
+// holder that is known to be dead; a live holder learns of the loss at its
+// next renewal, and until then may still act on the resource, so only
+// fencing tokens keep the resource safe. The token tombstone stays, so the
+// next holder's token is still larger. It returns what was removed (with a
+// zero TTL), or an error wrapping ErrNotHeld if nobody held the key.
+func (c *Client) ForceRelease(ctx context.Context, key string) (*Info, error) {
+	if err := c.checkOperatorArgs(ctx, key); err != nil {
+		return nil, err
+	}
+	rkey := c.cfg.prefix + key
+	vals, err := forceReleaseScript.Run(ctx, c.rdb, []string{rkey}, c.cfg.ttl.Milliseconds(), rkey).Slice()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: key %q", ErrNotHeld, key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("renewlock: force release %q: %w", key, err)
+	}
+	info, ok, err := parseInfo(key, vals, 0)
+	if err != nil {
+		return nil, fmt.Errorf("renewlock: force release %q: %w", key, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: key %q", ErrNotHeld, key)
+	}
+	return &info, nil
+}
+
+func (c *Client) checkOperatorArgs(ctx context.Context, key string) error {
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	}
+	if key == "" {
+		return fmt.Errorf("%w: empty key", ErrInvalidArgument)
+	}
+	if c.ctx.Err() != nil {
+		return ErrClientClosed
+	}
+	return nil
+}
+
+// read fetches the lock hashes of the Redis keys rkeys (all under the
+// prefix) in one pipelined round trip and returns the held ones, in order.
+func (c *Client) read(ctx context.Context, rkeys []string) ([]Info, error) {
+	pipe := c.rdb.Pipeline()
+	hm := make([]*redis.SliceCmd, len(rkeys))
+	ttl := make([]*redis.DurationCmd, len(rkeys))
+	for i, k := range rkeys {
+		hm[i] = pipe.HMGet(ctx, k, fieldOwner, fieldToken, fieldHolder, fieldAcquired)
+		ttl[i] = pipe.PTTL(ctx, k)
+	}
+	_, _ = pipe.Exec(ctx) // errors are per command below
+	var out []Info
+	for i, k := range rkeys {
+		vals, err := hm[i].Result()
+		if err != nil {
+			if redis.HasErrorPrefix(err, "WRONGTYPE") {
+				continue // a key under our prefix that is not a lock
+			}
+			return nil, err
+		}
+		d, err := ttl[i].Result()
+		if err != nil {
+			return nil, err
+		}
+		info, ok, err := parseInfo(strings.TrimPrefix(k, c.cfg.prefix), vals, d)
+		if err != nil {
+			return nil, fmt.Errorf("key %q: %w", k, err)
+		}
+		if ok {
+			out = append(out, info)
+		}
+	}
+	return out, nil
+}
+
+// parseInfo decodes the fields o, t, h, a of a lock hash. ok is false for a
+// free key (no owner: missing, or a tombstone).
+func parseInfo(key string, vals []any, ttl time.Duration) (info Info, ok bool, err error) {
+	if len(vals) != 4 {
+		return Info{}, false, fmt.Errorf("lock hash: %d fields, want 4", len(vals))
+	}
+	str := func(v any) string {
+		s, _ := v.(string)
+		return s
+	}
+	owner := str(vals[0])
+	if owner == "" {
+		return Info{}, false, nil
+	}
+	info = Info{Key: key, Owner: owner, Holder: str(vals[2])}
+	if info.Token, err = strconv.ParseUint(str(vals[1]), 10, 64); err != nil {
+		return Info{}, false, fmt.Errorf("lock hash: fencing token %q: %w", str(vals[1]), err)
+	}
+	if s := str(vals[3]); s != "" {
+		us, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return Info{}, false, fmt.Errorf("lock hash: acquired-at %q: %w", s, err)
+		}
+		info.AcquiredAt = time.UnixMicro(us)
+	}
+	// PTTL replies -1 (no expiry) and -2 (gone since HMGET: impossible in one
+	// pipeline on one connection) as negative durations; report them as 0.
+	info.TTL = max(ttl, 0)
+	return info, true, nil
+}
+
+// escapeGlob quotes the glob metacharacters of s for a Redis MATCH pattern,
+// so a key prefix is matched literally.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ { // bytewise: keys need not be UTF-8
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

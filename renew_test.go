@@ -1,0 +1,265 @@
+package renewlock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/renewlock/renewlock"
+)
+
+// countRoundTrips counts from now on the round trips rdb makes: one per
+// command, one per pipeline.
+func countRoundTrips(rdb *redis.Client) *atomic.Int64 {
+	var n atomic.Int64
+	rdb.AddHook(roundTripHook{&n})
+	return &n
+}
+
+type roundTripHook struct{ n *atomic.Int64 }
+
+func (roundTripHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h roundTripHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h roundTripHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// commandCalls returns the number of calls of cmd from INFO commandstats.
+func commandCalls(t *testing.T, rdb *redis.Client, cmd string) int64 {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+			n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// Renewal only extends a lease that is still ours: when another owner has
+// replaced the key, or it was deleted, the holder hears of it within one
+// renew interval, and the other owner's lease is left alone.
+func TestLossSignalledWithinOneInterval(t *testing.T) {
+	const ttl, interval = 3 * time.Second, 200 * time.Millisecond
+	for _, tc := range []struct {
+		name   string
+		meddle func(ctx context.Context, rdb *redis.Client, rkey string)
+	}{
+		{"replaced", func(ctx context.Context, rdb *redis.Client, rkey string) {
+			rdb.HSet(ctx, rkey, "o", "someone-else")
+		}},
+		{"deleted", func(ctx context.Context, rdb *redis.Client, rkey string) {
+			rdb.Del(ctx, rkey)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, rdb, c := setup(t, renewlock.WithTTL(ttl), renewlock.WithRenewInterval(interval))
+			ctx := ctxT(t, 10*time.Second)
+			key := uniqueKey(t)
+			l, err := c.Acquire(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rkey := renewlock.DefaultKeyPrefix + key
+			tc.meddle(ctx, rdb, rkey)
+			start := time.Now()
+			// One interval, plus slack for a loaded machine; far below the TTL.
+			if !closedWithin(l.Done(), interval+time.Second) {
+				t.Fatalf("loss not signalled within %v", interval+time.Second)
+			}
+			t.Logf("loss signalled %v after the key was taken", time.Since(start))
+			if !errors.Is(l.Err(), renewlock.ErrLeaseLost) {
+				t.Fatalf("Err = %v, want ErrLeaseLost", l.Err())
+			}
+			if tc.name == "replaced" {
+				if o := rdb.HGet(ctx, rkey, "o").Val(); o != "someone-else" {
+					t.Fatalf("renewal touched the new owner's lease: owner now %q", o)
+				}
+				if pttl := rdb.PTTL(ctx, rkey).Val(); pttl > ttl-interval {
+					t.Fatalf("new owner's TTL was extended to %v", pttl)
+				}
+			} else if rdb.Exists(ctx, rkey).Val() != 0 {
+				t.Fatal("renewal re-created a deleted lease")
+			}
+			// Release after loss reports it and leaves the other owner alone.
+			if err := l.Release(ctx); !errors.Is(err, renewlock.ErrLeaseLost) {
+				t.Fatalf("Release after loss = %v, want ErrLeaseLost", err)
+			}
+			if tc.name == "replaced" && rdb.HGet(ctx, rkey, "o").Val() != "someone-else" {
+				t.Fatal("Release after loss removed the new owner's lease")
+			}
+		})
+	}
+}
+
+// When Redis stops answering, the holder is told at its validity deadline,
+// which comes before Redis itself would expire the key.
+func TestLossSignalledBeforeExpiryWhenRedisPaused(t *testing.T) {
+	const ttl, interval = 1500 * time.Millisecond, 300 * time.Millisecond
+	srv, rdb, c := setup(t, renewlock.WithTTL(ttl), renewlock.WithRenewInterval(interval),
+		renewlock.WithDrift(0.02))
+	ctx := ctxT(t, 20*time.Second)
+	key := uniqueKey(t)
+	rkey := renewlock.DefaultKeyPrefix + key
+	l, err := c.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Catch the instant right after a renewal (PTTL jumps up), then freeze
+	// Redis. The key expires no earlier than before+PTTL on our clock.
+	var expiry time.Time
+	prev := rdb.PTTL(ctx, rkey).Val()
+	for {
+		before := time.Now()
+		pttl := rdb.PTTL(ctx, rkey).Val()
+		if pttl > prev {
+			srv.Pause()
+			expiry = before.Add(pttl)
+			break
+		}
+		prev = pttl
+		time.Sleep(time.Millisecond)
+	}
+	defer srv.Resume()
+	paused := time.Now()
+
+	select {
+	case <-l.Done():
+	case <-time.After(ttl + 5*time.Second):
+		t.Fatal("loss never signalled while Redis was paused")
+	}
+	lost := time.Now()
+	if !errors.Is(l.Err(), renewlock.ErrLeaseLost) {
+		t.Fatalf("Err = %v, want ErrLeaseLost", l.Err())
+	}
+	lead := expiry.Sub(lost)
+	t.Logf("paused %v before loss; loss signalled %v before the key's expiry", lost.Sub(paused), lead)
+	if lead <= 0 {
+		t.Fatalf("loss signalled %v AFTER the key expired in Redis", -lead)
+	}
+	if held := lost.Sub(paused); held < ttl/2 {
+		t.Fatalf("loss signalled only %v after the pause: the deadline is far too early", held)
+	}
+}
+
+// The same when Redis is gone altogether (killed): renewals fail fast, are
+// retried, and the deadline still decides.
+func TestLossSignalledWhenRedisDown(t *testing.T) {
+	const ttl = 600 * time.Millisecond
+	srv, _, c := setup(t, renewlock.WithTTL(ttl))
+	ctx := ctxT(t, 10*time.Second)
+	l, err := c.Acquire(ctx, uniqueKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acquired := time.Now()
+	srv.Kill()
+	if !closedWithin(l.Done(), ttl+5*time.Second) {
+		t.Fatal("loss never signalled with Redis down")
+	}
+	if d := time.Since(acquired); d > ttl {
+		t.Fatalf("loss signalled %v after acquisition, after the %v lease could have expired", d, ttl)
+	}
+	if !errors.Is(l.Err(), renewlock.ErrLeaseLost) {
+		t.Fatalf("Err = %v, want ErrLeaseLost", l.Err())
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := l.Release(rctx); !errors.Is(err, renewlock.ErrLeaseLost) {
+		t.Fatalf("Release = %v, want ErrLeaseLost", err)
+	}
+}
+
+// One client holding 10,000 locks renews them in a few pipelined script
+// calls per tick, not one round trip per lock, and with no goroutine per lock.
+func TestRenewalIsBatched(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 locks")
+	}
+	const n = 10000
+	const ttl, interval = 3 * time.Second, 500 * time.Millisecond
+	_, rdb, c := setup(t, renewlock.WithTTL(ttl), renewlock.WithRenewInterval(interval))
+	ctx := ctxT(t, time.Minute)
+
+	goroutinesBefore := runtime.NumGoroutine()
+	locks := make([]*renewlock.Lock, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < n; i += 16 {
+				var err error
+				if locks[i], err = c.TryAcquire(ctx, fmt.Sprintf("batch-%d", i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if g := runtime.NumGoroutine() - goroutinesBefore; g > 20 {
+		t.Fatalf("%d more goroutines while holding %d locks", g, n)
+	}
+
+	// Watch several renew intervals.
+	before := commandCalls(t, rdb, "evalsha") + commandCalls(t, rdb, "eval")
+	trips := countRoundTrips(rdb)
+	const window = 5 * interval
+	time.Sleep(window) // the renewals under observation take this long
+	calls := commandCalls(t, rdb, "evalsha") + commandCalls(t, rdb, "eval") - before
+	roundTrips := trips.Load() - 1 // minus the INFO above
+	t.Logf("%d round trips in %v carried the renewals of %d locks", roundTrips, window, n)
+	if roundTrips > 3*int64(window/interval) {
+		t.Fatalf("%d round trips in %v: renewal is not batched into one round trip per tick", roundTrips, window)
+	}
+	for _, l := range locks {
+		if l.Err() != nil {
+			t.Fatalf("lock %s lost while held: %v", l.Key(), l.Err())
+		}
+	}
+	// Each renewal of all n locks takes ceil(n/256) script calls.
+	perRound := int64((n + 255) / 256)
+	rounds := float64(calls) / float64(perRound)
+	t.Logf("%d script calls in %v for %d locks: %.1f full renewal rounds (interval %v)", calls, window, n, rounds, interval)
+	if calls > 3*perRound*int64(window/interval) {
+		t.Fatalf("%d script calls in %v: not batched (one per lock would be %d)", calls, window, n*int(window/interval))
+	}
+	if calls < perRound {
+		t.Fatalf("only %d script calls in %v: locks were not renewed", calls, window)
+	}
+	ttlNow := rdb.PTTL(ctx, renewlock.DefaultKeyPrefix+"batch-0").Val()
+	if ttlNow < ttl-2*interval {
+		t.Fatalf("lease of a held lock is down to %v: not being renewed", ttlNow)
+	}
+	for _, l := range locks {
+		_ = l.Release(ctx)
+	}
+}
