@@ -24,6 +24,7 @@ type Lock struct {
 	// Renewal bookkeeping, guarded by c.renew.mu.
 	nextRenew time.Time // when the next renewal is due
 	deadline  time.Time // validity deadline, on the monotonic clock
+	retryAt   time.Time // after a failed renewal: not before this
 	inflight  bool      // a renewal for this lock is on the wire
 
 	mu         sync.Mutex

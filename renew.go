@@ -141,14 +141,18 @@ func (r *renewer) plan(now time.Time) time.Time {
 		if l.deadline.Before(next) {
 			next = l.deadline
 		}
-		if l.inflight {
-			continue
-		}
-		// Take locks due within a short window too, so that locks taken at
-		// nearby instants fall into step and share round trips.
-		if !l.nextRenew.After(now.Add(l.cfg.interval() / 8)) {
+		switch {
+		case l.inflight:
+		case now.Before(l.retryAt):
+			if l.retryAt.Before(next) {
+				next = l.retryAt
+			}
+		// Take every lock due within half an interval: renewing early costs
+		// nothing, and it pulls all locks of the client into step, so that
+		// they share one round trip per interval.
+		case !l.nextRenew.After(now.Add(l.cfg.interval() / 2)):
 			due = append(due, l)
-		} else if l.nextRenew.Before(next) {
+		case l.nextRenew.Before(next):
 			next = l.nextRenew
 		}
 	}
@@ -203,13 +207,14 @@ func (r *renewer) batch(locks []*Lock) {
 			if res[i].renewed {
 				l.deadline = sent.Add(l.cfg.validity())
 				l.nextRenew = sent.Add(l.cfg.interval())
+				l.retryAt = time.Time{}
 			} else {
 				delete(r.locks, l)
 				lost = append(lost, l)
 			}
 		default:
 			// Transient: retry soon, until the deadline decides.
-			l.nextRenew = now.Add(l.cfg.interval() / 4)
+			l.retryAt = now.Add(l.cfg.interval() / 4)
 			failed++
 			if firstErr == nil {
 				firstErr = res[i].err

@@ -229,7 +229,9 @@ func TestRenewalIsBatched(t *testing.T) {
 		t.Fatalf("%d more goroutines while holding %d locks", g, n)
 	}
 
-	// Watch several renew intervals.
+	// Let the renewals of locks taken at different instants fall into step,
+	// then watch several renew intervals.
+	time.Sleep(2 * interval)
 	before := commandCalls(t, rdb, "evalsha") + commandCalls(t, rdb, "eval")
 	trips := countRoundTrips(rdb)
 	const window = 5 * interval
