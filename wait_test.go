@@ -1,0 +1,285 @@
+package renewlock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/renewlock/renewlock"
+)
+
+func scriptCalls(t *testing.T, rdb *redis.Client) int64 {
+	return commandCalls(t, rdb, "evalsha") + commandCalls(t, rdb, "eval")
+}
+
+// numSub returns how many subscribers channel has.
+func numSub(t *testing.T, rdb *redis.Client, channel string) int64 {
+	t.Helper()
+	m, err := rdb.PubSubNumSub(context.Background(), channel).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m[channel]
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A blocked Acquire does not poll: while the holder keeps its 10 s lease,
+// the waiter makes no more than its initial attempts; it wakes on release.
+func TestWaitIsEventDriven(t *testing.T) {
+	srv, rdb, holder := setup(t)
+	waiterClient := newClient(t, srv.Client())
+	ctx := ctxT(t, 20*time.Second)
+	key := uniqueKey(t)
+	l, err := holder.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := scriptCalls(t, rdb)
+	got := make(chan *renewlock.Lock, 1)
+	go func() {
+		l2, err := waiterClient.Acquire(ctx, key)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l2
+	}()
+	waitFor(t, 5*time.Second, "the waiter's subscription", func() bool {
+		return numSub(t, rdb, renewlock.DefaultKeyPrefix+key) == 1
+	})
+	time.Sleep(time.Second) // a poller would make dozens of attempts in this second
+	if n := scriptCalls(t, rdb) - before; n > 2 {
+		t.Fatalf("waiter made %d attempts in ~1 s while the lock was held: polling", n)
+	}
+	released := time.Now()
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l2 := <-got
+	if l2 == nil {
+		t.FailNow()
+	}
+	// The fallback timer would fire at the holder's TTL (≈ 10 s).
+	if d := time.Since(released); d > 2*time.Second {
+		t.Fatalf("waiter took %v to wake after release", d)
+	}
+	if err := l2.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "unsubscribe", func() bool {
+		return numSub(t, rdb, renewlock.DefaultKeyPrefix+key) == 0
+	})
+}
+
+// A release wakes one waiter per client, not all of them.
+func TestNoThunderingHerd(t *testing.T) {
+	srv, rdb, holder := setup(t)
+	waiters := newClient(t, srv.Client())
+	ctx := ctxT(t, 30*time.Second)
+	key := uniqueKey(t)
+	l, err := holder.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	acquired := make(chan *renewlock.Lock, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			l, err := waiters.Acquire(ctx, key)
+			if err != nil {
+				t.Error(err)
+			}
+			acquired <- l
+		}()
+	}
+	waitFor(t, 5*time.Second, "the waiters' subscription", func() bool {
+		return numSub(t, rdb, renewlock.DefaultKeyPrefix+key) == 1
+	})
+	time.Sleep(200 * time.Millisecond) // let all n goroutines queue up
+	before := scriptCalls(t, rdb)
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := <-acquired
+	time.Sleep(200 * time.Millisecond) // a herd would still be retrying
+	// One release script, one successful attempt; a herd would add n-1.
+	if calls := scriptCalls(t, rdb) - before; calls > 3 {
+		t.Fatalf("%d script calls for one hand-off to %d queued waiters: a herd", calls, n)
+	}
+	// The rest get it one after the other, each woken by a release.
+	next := first
+	for i := 1; i < n; i++ {
+		if err := next.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case next = <-acquired:
+		case <-time.After(5 * time.Second): // the TTL is 10 s
+			t.Fatalf("waiter %d of %d not woken by a release", i+1, n)
+		}
+	}
+	if err := next.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// All waits of one client share one subscription connection.
+func TestOneSubscriptionConnectionPerClient(t *testing.T) {
+	srv, rdb, holder := setup(t)
+	waiters := newClient(t, srv.Client())
+	ctx := ctxT(t, 30*time.Second)
+	const n = 20
+	var held []*renewlock.Lock
+	for i := 0; i < n; i++ {
+		l, err := holder.Acquire(ctx, fmt.Sprintf("%s-%d", uniqueKey(t), i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, l)
+	}
+	var wg sync.WaitGroup
+	for _, l := range held {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l2, err := waiters.Acquire(ctx, l.Key())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_ = l2.Release(ctx)
+		}()
+	}
+	waitFor(t, 5*time.Second, "all subscriptions", func() bool {
+		for _, l := range held {
+			if numSub(t, rdb, renewlock.DefaultKeyPrefix+l.Key()) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	list, err := rdb.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	subConns := 0
+	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
+		if strings.Contains(line, " sub=") && !strings.Contains(line, " sub=0 ") {
+			subConns++
+		}
+	}
+	if subConns != 1 {
+		t.Fatalf("%d subscription connections for %d waits; want 1:\n%s", subConns, n, list)
+	}
+	for _, l := range held {
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+}
+
+// A holder that crashed never publishes: the waiter takes over when the
+// lease expires, through its fallback timer.
+func TestWaitTakesOverFromCrashedHolder(t *testing.T) {
+	const ttl = 500 * time.Millisecond
+	srv, _, waiter := setup(t)
+	crashed := newClient(t, srv.Client(), renewlock.WithTTL(ttl))
+	ctx := ctxT(t, 10*time.Second)
+	key := uniqueKey(t)
+	l, err := crashed.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crash(t, crashed)
+	start := time.Now()
+	l2, err := waiter.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := time.Since(start)
+	t.Logf("took over %v after the crash (TTL %v)", d, ttl)
+	if d > ttl+time.Second {
+		t.Fatalf("takeover took %v, lease was %v", d, ttl)
+	}
+	if l2.Token() <= l.Token() {
+		t.Fatalf("token %d after %d", l2.Token(), l.Token())
+	}
+	_ = l2.Release(ctx)
+}
+
+// Cancelling ctx stops a blocked Acquire at once, with ctx's error (not
+// ErrNotAcquired), and leaves nothing behind in Redis.
+func TestAcquireHonoursContext(t *testing.T) {
+	_, rdb, c := setup(t)
+	key := uniqueKey(t)
+	l, err := c.Acquire(ctxT(t, 5*time.Second), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("cancel", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { _, err := c.Acquire(ctx, key); errc <- err }()
+		waitFor(t, 5*time.Second, "subscription", func() bool {
+			return numSub(t, rdb, renewlock.DefaultKeyPrefix+key) == 1
+		})
+		cancel()
+		cancelled := time.Now()
+		err := <-errc
+		if d := time.Since(cancelled); d > 500*time.Millisecond {
+			t.Fatalf("Acquire returned %v after cancel", d)
+		}
+		if !errors.Is(err, context.Canceled) || errors.Is(err, renewlock.ErrNotAcquired) {
+			t.Fatalf("err = %v, want context.Canceled and not ErrNotAcquired", err)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		_, err := c.Acquire(ctx, key)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+		}
+	})
+	t.Run("already cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		before := scriptCalls(t, rdb)
+		if _, err := c.Acquire(ctx, uniqueKey(t)); !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+		if _, err := c.TryAcquire(ctx, uniqueKey(t)); !errors.Is(err, context.Canceled) {
+			t.Fatalf("TryAcquire err = %v, want context.Canceled", err)
+		}
+		if n := scriptCalls(t, rdb) - before; n != 0 {
+			t.Fatalf("%d Redis calls with a cancelled context", n)
+		}
+	})
+	waitFor(t, 5*time.Second, "unsubscribe", func() bool {
+		return numSub(t, rdb, renewlock.DefaultKeyPrefix+key) == 0
+	})
+	if err := l.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.DBSize(context.Background()).Val(); n != 1 { // the tombstone
+		keys := rdb.Keys(context.Background(), "*").Val()
+		t.Fatalf("keys left behind: %q", keys)
+	}
+}
