@@ -1,0 +1,307 @@
+// Command bench measures renewlock side by side with the Redis lock
+// libraries people use today, on a redis-server it starts itself on a free
+// loopback port. Every scenario runs for every library in several short
+// rounds, round-robin in a rotating order, so that machine noise hits all
+// alike. It prints markdown tables and writes the raw numbers as JSON.
+//
+//	cd bench && go run . -out results.json
+//
+// See ../BENCHMARKS.md for what each number means.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var inf = math.Inf(1)
+
+type config struct {
+	Rounds    int           `json:"rounds"`
+	S1        time.Duration `json:"s1_per_round"`
+	S2        time.Duration `json:"s2_per_round"`
+	S2Workers int           `json:"s2_goroutines"`
+	S3        time.Duration `json:"s3_per_round"`
+	S3Workers int           `json:"s3_goroutines"`
+	S4        int           `json:"s4_samples_per_round"`
+	S5        int           `json:"s5_pairs"`
+	S6        time.Duration `json:"s6_duration"`
+	S6Locks   int           `json:"s6_locks"`
+	S6TTL     time.Duration `json:"s6_ttl"`
+	Libs      string        `json:"libs"`
+	Scenarios string        `json:"scenarios"`
+}
+
+type bench struct {
+	cfg   config
+	addr  string
+	admin *redis.Client
+	libs  []*libState
+}
+
+// results is the JSON document.
+type results struct {
+	Meta struct {
+		Date       string  `json:"date"`
+		GoVersion  string  `json:"go"`
+		GOMAXPROCS int     `json:"gomaxprocs"`
+		CPU        string  `json:"cpu"`
+		Redis      string  `json:"redis"`
+		Config     config  `json:"config"`
+		Seconds    float64 `json:"total_seconds"`
+	} `json:"meta"`
+	Libraries map[string]string      `json:"libraries"`
+	Ping      dist                   `json:"ping"`
+	S1        map[string]*pairRes    `json:"s1_serial,omitempty"`
+	S2        map[string]*pairRes    `json:"s2_parallel,omitempty"`
+	S3Hold0   map[string]*contRes    `json:"s3_contention_hold0,omitempty"`
+	S3Hold1   map[string]*contRes    `json:"s3_contention_hold1ms,omitempty"`
+	S4        map[string]*handoffRes `json:"s4_handoff,omitempty"`
+	S5        map[string]*costRes    `json:"s5_cost,omitempty"`
+	S6        *s6Res                 `json:"s6_renewal_at_scale,omitempty"`
+	Targets   []target               `json:"targets,omitempty"`
+}
+
+func main() {
+	var cfg config
+	out := flag.String("out", "", "write the results as JSON to this file")
+	md := flag.String("md", "", "also write the markdown tables to this file")
+	bin := flag.String("redis-server", "redis-server", "redis-server binary")
+	cpuprof := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.IntVar(&cfg.Rounds, "rounds", 3, "rounds per scenario (libraries take turns within each round)")
+	flag.DurationVar(&cfg.S1, "s1", 500*time.Millisecond, "S1 time per library per round")
+	flag.DurationVar(&cfg.S2, "s2", 500*time.Millisecond, "S2 time per library per round")
+	flag.IntVar(&cfg.S2Workers, "s2-goroutines", 64, "S2 goroutines")
+	flag.DurationVar(&cfg.S3, "s3", 1500*time.Millisecond, "S3 time per library, hold time and round")
+	flag.IntVar(&cfg.S3Workers, "s3-goroutines", 16, "S3 goroutines (split over 2 clients)")
+	flag.IntVar(&cfg.S4, "s4", 25, "S4 hand-offs per library per round")
+	flag.IntVar(&cfg.S5, "s5", 300, "S5 acquire+release pairs per library")
+	flag.DurationVar(&cfg.S6, "s6", 10*time.Second, "S6 hold time of the many locks (the README table uses 30s)")
+	flag.IntVar(&cfg.S6Locks, "s6-locks", 10000, "S6 number of locks held")
+	flag.DurationVar(&cfg.S6TTL, "s6-ttl", 10*time.Second, "S6 lock TTL (renewed every TTL/3)")
+	flag.StringVar(&cfg.Libs, "libs", "", "comma-separated libraries to run (default all)")
+	flag.StringVar(&cfg.Scenarios, "scenarios", "s1,s2,s3,s4,s5,s6", "comma-separated scenarios to run")
+	flag.Parse()
+
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof)
+		if err != nil {
+			fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
+	if err := run(cfg, *bin, *out, *md); err != nil {
+		pprof.StopCPUProfile()
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func run(cfg config, bin, out, mdPath string) error {
+	began := time.Now()
+	srv, err := startServer(bin)
+	if err != nil {
+		return err
+	}
+	defer srv.cleanup()
+	ctx := context.Background()
+	b := &bench{cfg: cfg, addr: srv.addr, admin: redis.NewClient(&redis.Options{Addr: srv.addr})}
+	defer b.admin.Close()
+
+	if _, err := snapshot(ctx, b.admin); err != nil {
+		return err
+	}
+
+	var res results
+	res.Meta.Date = time.Now().UTC().Format(time.RFC3339)
+	res.Meta.GoVersion = runtime.Version()
+	res.Meta.GOMAXPROCS = runtime.GOMAXPROCS(0)
+	res.Meta.CPU = cpuModel()
+	res.Meta.Redis = redisVersion(ctx, b.admin)
+	res.Meta.Config = cfg
+	res.Libraries = make(map[string]string)
+
+	want := func(s string) bool { return slices.Contains(strings.Split(cfg.Scenarios, ","), s) }
+	for _, lib := range libraries {
+		if cfg.Libs != "" && !slices.Contains(strings.Split(cfg.Libs, ","), lib.name) {
+			continue
+		}
+		ls := &libState{library: lib, ctr: &counters{}}
+		for i := range ls.inst {
+			if ls.inst[i], err = lib.open(srv.addr, ls.ctr); err != nil {
+				return fmt.Errorf("%s: %w", lib.name, err)
+			}
+		}
+		b.libs = append(b.libs, ls)
+		res.Libraries[lib.name] = lib.note
+	}
+	defer func() {
+		for _, ls := range b.libs {
+			ls.inst[0].close()
+			ls.inst[1].close()
+		}
+	}()
+
+	// Warm up: connections, script caches, code paths.
+	for _, ls := range b.libs {
+		for i := 0; i < 50; i++ {
+			h, err := ls.inst[i%2].acquire(ctx, fmt.Sprintf("warm:%s:%d", ls.name, i))
+			if err != nil {
+				return fmt.Errorf("%s: warm-up: %w", ls.name, err)
+			}
+			if err := h.release(ctx); err != nil {
+				return fmt.Errorf("%s: warm-up release: %w", ls.name, err)
+			}
+		}
+	}
+	pings := b.ping(2000)
+
+	// order returns the libraries in a different order each round.
+	order := func(round int) []*libState {
+		o := slices.Clone(b.libs)
+		k := round % len(o)
+		return append(o[k:], o[:k]...)
+	}
+
+	if want("s1") || want("s2") {
+		res.S1, res.S2 = map[string]*pairRes{}, map[string]*pairRes{}
+		for _, ls := range b.libs {
+			res.S1[ls.name], res.S2[ls.name] = &pairRes{}, &pairRes{}
+		}
+		for r := 0; r < cfg.Rounds; r++ {
+			pings = append(pings, b.ping(500)...)
+			for _, ls := range order(r) {
+				if want("s1") {
+					logf("S1 round %d %s", r+1, ls.name)
+					b.pairs(ls, fmt.Sprintf("s1:%d", r), 1, cfg.S1, res.S1[ls.name])
+				}
+				if want("s2") {
+					logf("S2 round %d %s", r+1, ls.name)
+					b.pairs(ls, fmt.Sprintf("s2:%d", r), cfg.S2Workers, cfg.S2, res.S2[ls.name])
+				}
+			}
+		}
+		for _, ls := range b.libs {
+			res.S1[ls.name].finish()
+			res.S2[ls.name].finish()
+		}
+		if !want("s1") {
+			res.S1 = nil
+		}
+		if !want("s2") {
+			res.S2 = nil
+		}
+	}
+	if want("s3") {
+		res.S3Hold0, res.S3Hold1 = map[string]*contRes{}, map[string]*contRes{}
+		for _, ls := range b.libs {
+			res.S3Hold0[ls.name], res.S3Hold1[ls.name] = &contRes{}, &contRes{}
+		}
+		for r := 0; r < cfg.Rounds; r++ {
+			for _, ls := range order(r) {
+				logf("S3 round %d %s hold 0", r+1, ls.name)
+				b.contention(ls, fmt.Sprintf("s3:0:%d", r), cfg.S3Workers, 0, cfg.S3, res.S3Hold0[ls.name])
+				logf("S3 round %d %s hold 1ms", r+1, ls.name)
+				b.contention(ls, fmt.Sprintf("s3:1:%d", r), cfg.S3Workers, time.Millisecond, cfg.S3, res.S3Hold1[ls.name])
+			}
+		}
+		for _, ls := range b.libs {
+			res.S3Hold0[ls.name].finish()
+			res.S3Hold1[ls.name].finish()
+		}
+	}
+	if want("s4") {
+		res.S4 = map[string]*handoffRes{}
+		for _, ls := range b.libs {
+			res.S4[ls.name] = &handoffRes{}
+		}
+		for r := 0; r < cfg.Rounds; r++ {
+			pings = append(pings, b.ping(500)...)
+			for _, ls := range order(r) {
+				logf("S4 round %d %s", r+1, ls.name)
+				b.handoff(ls, fmt.Sprintf("s4:%d", r), cfg.S4, res.S4[ls.name])
+			}
+		}
+		for _, ls := range b.libs {
+			res.S4[ls.name].Handoff = summarize(res.S4[ls.name].samples)
+		}
+	}
+	if want("s5") {
+		res.S5 = map[string]*costRes{}
+		for _, ls := range b.libs {
+			logf("S5 %s", ls.name)
+			c, err := b.cost(ls, "s5", cfg.S5)
+			if err != nil {
+				return err
+			}
+			res.S5[ls.name] = &c
+		}
+	}
+	res.Ping = summarize(pings)
+	if want("s6") && (cfg.Libs == "" || slices.Contains(strings.Split(cfg.Libs, ","), "renewlock")) {
+		logf("S6 %d locks for %v", cfg.S6Locks, cfg.S6)
+		if res.S6, err = b.renewalAtScale(cfg.S6Locks, cfg.S6, cfg.S6TTL); err != nil {
+			return err
+		}
+	}
+	allLibs = b.libs
+	res.Targets = evaluate(&res)
+	res.Meta.Seconds = time.Since(began).Seconds()
+
+	var w io.Writer = os.Stdout
+	var mdFile *os.File
+	if mdPath != "" {
+		if mdFile, err = os.Create(mdPath); err != nil {
+			return err
+		}
+		defer mdFile.Close()
+		w = io.MultiWriter(os.Stdout, mdFile)
+	}
+	writeMarkdown(w, &res, b.libs)
+	if out != "" {
+		data, err := json.MarshalIndent(&res, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(out, append(data, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
