@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,8 +17,25 @@ import (
 	"github.com/renewlock/renewlock/internal/redistest"
 )
 
+// redisAddr is the address of a redis-server started for the examples.
+var redisAddr string
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	srv, err := redistest.Launch()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	redisAddr = srv.Addr()
+	code := m.Run()
+	srv.Stop()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 var keySeq atomic.Int64
@@ -68,3 +86,6 @@ func closedWithin(ch <-chan struct{}, d time.Duration) bool {
 		return false
 	}
 }
+
+// startForFuzz starts a Redis server for a fuzz target.
+func startForFuzz(f *testing.F) *redistest.Server { return redistest.Start(f) }

@@ -17,6 +17,10 @@ const (
 	DefaultTTL = 10 * time.Second
 	// MinTTL is the shortest lease accepted by WithTTL.
 	MinTTL = 100 * time.Millisecond
+	// MaxTTL is the longest lease accepted by WithTTL. The TTL only bounds
+	// how long a crashed holder blocks others; a live holder keeps its lock
+	// as long as it likes by renewing.
+	MaxTTL = 24 * time.Hour
 	// MinRenewInterval is the shortest renew interval accepted.
 	MinRenewInterval = 10 * time.Millisecond
 	// DefaultDrift is the clock drift factor when WithDrift is not given.
@@ -64,7 +68,9 @@ func defaultConfig() config {
 // WithTTL sets the lease length: how long Redis keeps the lock if the holder
 // stops renewing it (crash, partition). Default: DefaultTTL (10 s); minimum
 // MinTTL. A longer TTL means a crashed holder blocks others for longer; a
-// shorter one means renewals must get through more often.
+// shorter one means renewals must get through more often. Maximum MaxTTL.
+// Redis keeps the lease in whole milliseconds, so the TTL is truncated to
+// milliseconds.
 func WithTTL(ttl time.Duration) Option {
 	return func(c *config) { c.ttl = ttl }
 }
@@ -144,6 +150,10 @@ func (c *config) validity() time.Duration {
 func (c *config) validate() error {
 	if c.ttl < MinTTL {
 		return fmt.Errorf("%w: ttl %v is below the minimum %v", ErrInvalidArgument, c.ttl, MinTTL)
+	}
+	c.ttl = c.ttl.Truncate(time.Millisecond)
+	if c.ttl > MaxTTL {
+		return fmt.Errorf("%w: ttl %v is above the maximum %v", ErrInvalidArgument, c.ttl, MaxTTL)
 	}
 	if math.IsNaN(c.drift) || c.drift < 0 || c.drift >= 0.5 {
 		return fmt.Errorf("%w: drift %v is outside [0, 0.5)", ErrInvalidArgument, c.drift)

@@ -1,0 +1,61 @@
+// Package renewlock provides distributed locks on Redis that renew
+// themselves while their holder is alive and hand every holder a fencing
+// token.
+//
+// # The model
+//
+// A lock is a lease: Redis keeps it for a TTL (WithTTL, default 10 s), so a
+// crashed holder cannot block others for longer than that. While a Lock is
+// held, its Client extends the lease every renew interval (default TTL/3).
+// One background loop per Client renews all of its locks that are due in a
+// single pipelined round trip, and every renewal is owner-checked: it
+// extends the lease only if the random owner id written at acquisition is
+// still there, and it never re-creates a lapsed lock.
+//
+// The holder is told when it may no longer hold the lock: Lock.Done closes
+// and Lock.Err wraps ErrLeaseLost, and the context given to Do's function is
+// cancelled. That happens at once when a renewal finds another owner or no
+// key, and at the latest at the validity deadline when renewals keep failing
+// (Redis down, slow or unreachable). The deadline is measured on the local
+// monotonic clock from the moment the last successful renewal was sent:
+//
+//	deadline = sent + TTL·(1 − drift) − safety margin
+//
+// Redis started its own countdown no earlier than that send, so the holder
+// hears of a possible loss before Redis can expire the key and admit another
+// holder, given that the two clocks' rates differ by less than drift.
+//
+// # Fencing tokens
+//
+// Each acquisition gets a token (Lock.Token) strictly larger than every
+// earlier token for the same key, also after the lease expired or Redis
+// restarted without its data: tokens are never below the Redis server's
+// clock in microseconds. A lock alone cannot stop a holder that was paused
+// (GC, SIGSTOP, VM freeze) past its deadline from acting when it wakes up;
+// a resource that remembers the largest token it has seen and rejects
+// smaller ones can. Pass the token along with every write.
+//
+// # Waiting
+//
+// Acquire waits without polling: Release publishes a notification, and a
+// Client holds one subscription connection shared by all keys it waits on.
+// A release wakes one waiter per Client (the longest waiting), not all of
+// them. A holder that crashed publishes nothing; waiters then retry when its
+// lease expires. Waiting honours the context's cancellation and deadline, and
+// a cancelled Acquire leaves nothing behind in Redis.
+//
+// # Errors
+//
+// Errors are checked with errors.Is: ErrNotAcquired (TryAcquire found the
+// key held), ErrLeaseLost, ErrReleased, ErrClientClosed, and
+// ErrInvalidArgument for bad input (the message names the value). A
+// cancelled context is reported as its own error, never as ErrNotAcquired.
+//
+// # Limits
+//
+// Mutual exclusion holds for a single Redis primary that does not lose
+// data. A failover to a replica that had not received the lock, or a restart
+// without persistence, can let a second holder in while the first still
+// believes it holds the lock; fencing tokens keep a resource that checks
+// them safe even then. See the README's "Guarantees and limits".
+package renewlock
