@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/renewlock/renewlock"
+	"github.com/renewlock/renewlock/internal/cli"
+)
+
+var subcommands = map[string]bool{"run": true, "status": true, "list": true, "release": true, "demo": true}
+
+// globals are the flags every subcommand takes.
+type globals struct {
+	redis  string
+	prefix string
+}
+
+// target resolves the Redis URL from --redis and the environment.
+func (g *globals) target(cmd *cobra.Command) (cli.RedisTarget, error) {
+	t, err := cli.ResolveRedis(g.redis, cmd.Flags().Changed("redis"), os.Getenv)
+	if err != nil {
+		return t, err
+	}
+	if _, err := t.Options(); err != nil { // a bad URL is a usage error before any work
+		return t, err
+	}
+	return t, nil
+}
+
+func newRoot(stdin, stdout, stderr *os.File) *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "renewlock",
+		Short: "Run commands under self-renewing Redis locks with fencing tokens",
+		Long: `renewlock runs a command while holding a lock in Redis, like flock(1) for a
+fleet of machines. The lease is renewed in the background while the command
+runs; if it is lost, the command is stopped before another holder can get in.
+The command gets a fencing token to hand to the resources it writes to.
+
+The Redis server is taken from --redis, else $RENEWLOCK_REDIS, else
+$REDIS_URL, else redis://127.0.0.1:6379. URL forms: redis://[user:pass@]host[:port][/db],
+rediss://… (TLS), unix://[user:pass@]/path/to/socket[?db=N].`,
+		Example: `  # Nightly backup on every host; only one runs at a time.
+  renewlock run --key nightly-backup --no-wait -- /usr/local/bin/backup.sh
+
+  # Who holds it?
+  renewlock status nightly-backup
+
+  # A tour with a local Redis (or an embedded one), nothing to set up.
+  renewlock demo`,
+		Version:       buildVersion(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.Usagef("%v", err) })
+	root.PersistentFlags().StringVar(&g.redis, "redis", "", "Redis URL (default $RENEWLOCK_REDIS, $REDIS_URL, redis://127.0.0.1:6379)")
+	root.PersistentFlags().StringVar(&g.prefix, "prefix", renewlock.DefaultKeyPrefix, "key prefix in Redis; must match the prefix of every client of the lock")
+
+	root.AddCommand(runCmd(g, stdin, stdout, stderr), statusCmd(g, stdout), listCmd(g, stdout), releaseCmd(g, stdout), demoCmd(g, stdout, stderr), demoWorkerCmd(g, stdin, stdout))
+	return root
+}
+
+func runCmd(g *globals, stdin, stdout, stderr *os.File) *cobra.Command {
+	c := &cli.RunConfig{TTL: cli.DefaultTTL, Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	ttl := cli.Duration{D: cli.DefaultTTL}
+	cmd := &cobra.Command{
+		Use:   "run --key KEY [flags] -- COMMAND [ARGS...]",
+		Short: "Run a command while holding a lock",
+		Long: `run takes the lock KEY (waiting for it unless --no-wait or --wait says
+otherwise), runs COMMAND with $RENEWLOCK_KEY and $RENEWLOCK_TOKEN (the fencing
+token, decimal) in its environment, renews the lease while it runs and
+releases the lock when it exits. Stdin, stdout and stderr pass through;
+SIGINT, SIGTERM and SIGHUP are forwarded to it.
+
+If the lease is lost (Redis unreachable until the lease's validity ran out,
+or the lock force-released), COMMAND gets SIGTERM at once and SIGKILL after
+--grace, both before Redis can let another holder in. If renewlock itself
+dies, even by SIGKILL, the kernel kills COMMAND too (Linux, FreeBSD).
+
+Exit status: COMMAND's own (128+N if it died of signal N); 75 the lock was not
+acquired (held, --no-wait or --wait ran out); 76 the lease was lost while
+COMMAND ran; 69 Redis unavailable; 64 usage error; 70 internal error; 126/127
+COMMAND could not be run / was not found.`,
+		Example: `  # Cron: skip this run if another host is already running it.
+  */5 * * * * renewlock run -k reports -n -- /opt/reports/run.sh
+
+  # Wait at most two minutes for a deploy lock, lease of 30 s.
+  renewlock run --key deploy/web --wait 2m --ttl 30s -- ./deploy.sh
+
+  # Pass the fencing token on to the protected resource.
+  renewlock run --key migrate -- sh -c 'migrate --fence "$RENEWLOCK_TOKEN"'`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cli.Usagef("no command to run; usage: renewlock run --key KEY [flags] -- COMMAND [ARGS...]")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := g.target(cmd)
+			if err != nil {
+				return err
+			}
+			c.Redis, c.Prefix, c.TTL, c.Command = t, g.prefix, ttl.D, args
+			c.Environ = os.Environ()
+			return cli.Run(context.Background(), c)
+		},
+	}
+	f := cmd.Flags()
+	// Everything after COMMAND belongs to it, with or without "--".
+	f.SetInterspersed(false)
+	f.StringVarP(&c.Key, "key", "k", "", "name of the lock (required)")
+	f.VarP(&ttl, "ttl", "t", "lease length: how long Redis keeps the lock if renewlock stops renewing it (min 100ms)")
+	f.VarP(&c.Wait, "wait", "w", "how long to wait for the lock, e.g. 30s or 30 (default: forever; 0 = do not wait)")
+	f.BoolVarP(&c.NoWait, "no-wait", "n", false, "fail at once (exit 75) if the lock is held")
+	f.Var(&c.Grace, "grace", "after a lost lease, how long COMMAND has between SIGTERM and SIGKILL (default ttl/10, at most 5s)")
+	f.BoolVarP(&c.Verbose, "verbose", "v", false, "report acquisition and release on stderr")
+	return cmd
+}
+
+func opFlags(cmd *cobra.Command, o *cli.OpConfig) {
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON for scripts")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", cli.DefaultOpTimeout, "give up on Redis after this long")
+}
+
+func statusCmd(g *globals, stdout *os.File) *cobra.Command {
+	o := &cli.OpConfig{Stdout: stdout}
+	cmd := &cobra.Command{
+		Use:   "status KEY",
+		Short: "Show who holds a lock",
+		Long: `status shows the holder of KEY: its description (host:pid by default), the
+first characters of its owner id, its fencing token, the remaining lease and
+when it was acquired. Exit status: 0 held, 1 not held, 69 Redis unavailable.`,
+		Example: `  renewlock status nightly-backup
+  renewlock status nightly-backup --json | jq .token`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return cli.Usagef("status takes exactly one KEY, got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := g.target(cmd)
+			if err != nil {
+				return err
+			}
+			o.Redis, o.Prefix = t, g.prefix
+			return cli.Status(o, args[0])
+		},
+	}
+	opFlags(cmd, o)
+	return cmd
+}
+
+func listCmd(g *globals, stdout *os.File) *cobra.Command {
+	o := &cli.OpConfig{Stdout: stdout}
+	cmd := &cobra.Command{
+		Use:   "list [PATTERN]",
+		Short: "List held locks",
+		Long: `list shows every held lock whose key matches the glob PATTERN (Redis MATCH
+syntax: * ? [abc]; default all), sorted by key, with the same details as
+status. It scans the keyspace incrementally (SCAN), so it does not block Redis.`,
+		Example: `  renewlock list
+  renewlock list 'deploy/*' --json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return cli.Usagef("list takes at most one PATTERN, got %d arguments (quote the pattern so the shell does not expand it)", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := g.target(cmd)
+			if err != nil {
+				return err
+			}
+			o.Redis, o.Prefix = t, g.prefix
+			pattern := ""
+			if len(args) == 1 {
+				pattern = args[0]
+			}
+			return cli.List(o, pattern)
+		},
+	}
+	opFlags(cmd, o)
+	return cmd
+}
+
+func releaseCmd(g *globals, stdout *os.File) *cobra.Command {
+	o := &cli.OpConfig{Stdout: stdout}
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "release --force KEY",
+		Short: "Remove a lock's holder (operators' escape hatch)",
+		Long: `release --force removes whoever holds KEY and wakes its waiters; it prints
+what it removed. Use it for a holder known to be dead whose lease is long. A
+holder that is still alive learns of the loss at its next renewal (a
+renewlock run stops its command then), but may act until that moment: only
+fencing tokens protect the resource from it. Exit status: 0 removed, 1 not
+held, 69 Redis unavailable.`,
+		Example: `  renewlock release --force nightly-backup`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return cli.Usagef("release takes exactly one KEY, got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !force {
+				return cli.Usagef("release removes the lease of whoever holds %q, which may still be running; confirm with --force", args[0])
+			}
+			t, err := g.target(cmd)
+			if err != nil {
+				return err
+			}
+			o.Redis, o.Prefix = t, g.prefix
+			return cli.ForceRelease(o, args[0])
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "required: confirm removing another process's lease")
+	opFlags(cmd, o)
+	return cmd
+}
+
+func demoCmd(g *globals, stdout, stderr *os.File) *cobra.Command {
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "A self-contained tour: contention, renewal, a crash and fencing",
+		Long: `demo shows, as a timeline, several worker processes contending for one lock,
+the watchdog keeping a long job's lease alive, a holder crashing and the next
+taking over when its lease expires, and a stale holder's write rejected by its
+fencing token. It needs nothing but this binary: without --redis (or
+$RENEWLOCK_REDIS) it starts a redis-server on a free loopback port if one is
+installed, else an embedded Redis-compatible server (miniredis). $REDIS_URL is
+ignored here, so the demo never touches a Redis you did not name. It takes
+about 10 seconds.`,
+		Example: `  go run ./cmd/renewlock demo
+  renewlock demo --redis redis://127.0.0.1:6379/15`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d := &cli.DemoConfig{TTL: ttl, Prefix: g.prefix, Stdout: stdout, Stderr: stderr}
+			if cmd.Flags().Changed("redis") || os.Getenv(cli.EnvRedis) != "" {
+				t, err := g.target(cmd)
+				if err != nil {
+					return err
+				}
+				d.Redis = &t
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return cli.Usagef("demo: cannot find its own executable to start workers: %v", err)
+			}
+			d.Self = self
+			return cli.Demo(context.Background(), d)
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", cli.DemoTTL, "lease length used in the demo")
+	return cmd
+}
+
+// demoWorkerCmd is a worker process of the demo, driven over stdin/stdout.
+func demoWorkerCmd(g *globals, stdin, stdout *os.File) *cobra.Command {
+	w := &cli.DemoWorkerConfig{Stdin: stdin, Stdout: stdout}
+	cmd := &cobra.Command{
+		Use:    cli.DemoWorkerCommand,
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := g.target(cmd)
+			if err != nil {
+				return err
+			}
+			w.Redis, w.Prefix = t, g.prefix
+			return cli.DemoWorker(context.Background(), w)
+		},
+	}
+	cmd.Flags().StringVar(&w.Name, "name", "worker", "worker name, stored as the holder")
+	cmd.Flags().StringVar(&w.Key, "key", "", "lock key")
+	cmd.Flags().DurationVar(&w.TTL, "ttl", cli.DemoTTL, "lease length")
+	cmd.Flags().StringVar(&w.Register, "register", "", "key of the fenced register")
+	return cmd
+}

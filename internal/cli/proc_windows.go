@@ -1,0 +1,25 @@
+//go:build windows
+
+package cli
+
+import (
+	"os"
+	"os/exec"
+	"syscall"
+)
+
+// parentDeathSignal reports whether the kernel kills the command when
+// renewlock dies. Windows has no such signal (a Job object would do it).
+const parentDeathSignal = false
+
+func configureChild(*exec.Cmd, bool) {}
+
+// signalChild approximates signals on Windows: termination requests end the
+// process at once; others are not supported.
+func signalChild(p *os.Process, _ bool, sig syscall.Signal) error {
+	switch sig {
+	case syscall.SIGTERM, syscall.SIGKILL, syscall.SIGINT, syscall.SIGHUP:
+		return p.Kill()
+	}
+	return p.Signal(sig)
+}

@@ -1,0 +1,461 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/term"
+
+	"github.com/renewlock/renewlock"
+)
+
+// Timing of `renewlock run`.
+const (
+	// DefaultTTL is the lease length when --ttl is not given.
+	DefaultTTL = renewlock.DefaultTTL
+	// MaxDefaultGrace caps the default --grace (TTL/10).
+	MaxDefaultGrace = 5 * time.Second
+	// KillSlack is reserved, on top of --grace, between the SIGKILL and the
+	// moment Redis can expire the lease: it absorbs timer lateness and the
+	// time the kernel takes to end the command on a loaded machine.
+	KillSlack = 100 * time.Millisecond
+	// ConnectTimeout bounds the initial check that Redis answers.
+	ConnectTimeout = 5 * time.Second
+	// MaxReleaseTime bounds the release after the command exits.
+	MaxReleaseTime = 5 * time.Second
+)
+
+// Environment variables set for the command.
+const (
+	EnvKey   = "RENEWLOCK_KEY"
+	EnvToken = "RENEWLOCK_TOKEN"
+)
+
+// DefaultGrace is the --grace used for a TTL: a tenth of it, at most
+// MaxDefaultGrace.
+func DefaultGrace(ttl time.Duration) time.Duration { return min(ttl/10, MaxDefaultGrace) }
+
+// RunConfig is one `renewlock run` invocation.
+type RunConfig struct {
+	Redis   RedisTarget
+	Prefix  string        // key prefix in Redis
+	Key     string        // the lock's name
+	TTL     time.Duration // lease length
+	Wait    Duration      // how long to wait for the lock; not Given: forever
+	NoWait  bool          // fail at once if the lock is held
+	Grace   Duration      // SIGTERM → SIGKILL delay on lease loss; default DefaultGrace
+	Verbose bool          // report acquisition and release on stderr
+	Command []string      // the command and its arguments
+
+	Stdin          *os.File
+	Stdout, Stderr *os.File
+	Environ        []string // the command's environment, before RENEWLOCK_*
+}
+
+// grace returns the --grace in force.
+func (c *RunConfig) grace() time.Duration {
+	if c.Grace.Given {
+		return c.Grace.D
+	}
+	return DefaultGrace(c.TTL)
+}
+
+// margin is the safety margin passed to the library: the lease-lost signal
+// comes this long before the validity deadline would otherwise be, so
+// SIGTERM, the grace period and SIGKILL all fit before Redis expires the key.
+func (c *RunConfig) margin() time.Duration { return c.grace() + KillSlack }
+
+// Validate checks the invocation and names any bad value.
+func (c *RunConfig) Validate() error {
+	if c.Key == "" {
+		return Usagef("--key is required: the name of the lock, e.g. --key nightly-backup")
+	}
+	if len(c.Command) == 0 {
+		return Usagef("no command to run; usage: renewlock run --key KEY [flags] -- COMMAND [ARGS...]")
+	}
+	if c.NoWait && c.Wait.Given {
+		return Usagef("--no-wait and --wait %v exclude each other", c.Wait.D)
+	}
+	if c.TTL < renewlock.MinTTL {
+		return Usagef("--ttl %v is below the minimum %v", c.TTL, renewlock.MinTTL)
+	}
+	validity := time.Duration(float64(c.TTL)*(1-renewlock.DefaultDrift)) - c.margin()
+	if every := c.TTL / 3; every >= validity {
+		return Usagef("--ttl %v is too short for --grace %v: the lease is renewed every %v (ttl/3), which must be shorter than the validity period %v (ttl × %v − grace − %v kill slack); use a longer --ttl or a shorter --grace",
+			c.TTL, c.grace(), every, max(validity, 0), 1-renewlock.DefaultDrift, KillSlack)
+	}
+	return nil
+}
+
+// NewRedisClient returns a go-redis client for target. Context deadlines
+// are honoured by the network calls, so every renewlock call is bounded by
+// the context it gets.
+func NewRedisClient(target RedisTarget) (*redis.Client, error) {
+	quietRedisOnce.Do(func() { redis.SetLogger(discardLogger{}) })
+	opts, err := target.Options()
+	if err != nil {
+		return nil, err
+	}
+	opts.ContextTimeoutEnabled = true
+	return redis.NewClient(opts), nil
+}
+
+var quietRedisOnce sync.Once
+
+// discardLogger silences go-redis's own log lines (dial retries and the
+// like): every failure that matters reaches the user as one message.
+type discardLogger struct{}
+
+func (discardLogger) Printf(context.Context, string, ...any) {}
+
+// ping checks that Redis answers, so that a wrong URL fails at once with
+// ExitUnavailable instead of waiting forever.
+func ping(ctx context.Context, rdb *redis.Client, target RedisTarget) error {
+	ctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return exitf(ExitUnavailable, "Redis at %s (from %s) is unavailable: %v", target.Redacted(), target.Source, redactErr(err, target))
+	}
+	return nil
+}
+
+// redactErr hides the target's password in err's text.
+func redactErr(err error, target RedisTarget) string {
+	msg := err.Error()
+	if pw := urlPassword(target.URL); pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	return msg
+}
+
+// warnLogger writes the library's warnings (renewal failures) to w as
+// "renewlock: warning: …" lines. The library's own "lease lost" line is
+// dropped: run reports the loss itself, with what it does about it.
+func warnLogger(w io.Writer) *slog.Logger { return slog.New(&warnHandler{w: w, mu: new(sync.Mutex)}) }
+
+type warnHandler struct {
+	w     io.Writer
+	mu    *sync.Mutex
+	attrs []slog.Attr
+}
+
+func (h *warnHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (h *warnHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "renewlock: lease lost" {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("renewlock: warning: ")
+	b.WriteString(strings.TrimPrefix(r.Message, "renewlock: "))
+	add := func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	b.WriteByte('\n')
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := io.WriteString(h.w, b.String())
+	return err
+}
+
+func (h *warnHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &warnHandler{w: h.w, mu: h.mu, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
+}
+
+func (h *warnHandler) WithGroup(string) slog.Handler { return h }
+
+// Run takes the lock, runs the command while the lease is renewed, and
+// releases the lock when the command exits. It returns nil when the command
+// exited 0, else an *ExitError whose Code is the status renewlock must exit
+// with (the command's, or one of the Exit constants with a message).
+func Run(ctx context.Context, c *RunConfig) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	// Catch signals from the start: one that arrives while waiting for the
+	// lock aborts the wait; later ones go to the command.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	rdb, err := NewRedisClient(c.Redis)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := ping(ctx, rdb, c.Redis); err != nil {
+		return err
+	}
+	client, err := renewlock.New(rdb,
+		renewlock.WithTTL(c.TTL),
+		renewlock.WithSafetyMargin(c.margin()),
+		renewlock.WithKeyPrefix(c.Prefix),
+		renewlock.WithLogger(warnLogger(c.Stderr)),
+	)
+	if err != nil {
+		return Usagef("%v", err)
+	}
+	defer client.Close()
+
+	start := time.Now()
+	lock, err := c.acquire(ctx, client, sigs)
+	if err != nil {
+		return err
+	}
+	if c.Verbose {
+		fmt.Fprintf(c.Stderr, "renewlock: acquired %s (token %d) after %s\n", displayKey(c.Key), lock.Token(), ms(time.Since(start)))
+	}
+	res := c.supervise(lock, sigs)
+	return c.finish(lock, res)
+}
+
+// acquire takes the lock as --wait / --no-wait say, giving up when a
+// signal arrives.
+func (c *RunConfig) acquire(ctx context.Context, client *renewlock.Client, sigs <-chan os.Signal) (*renewlock.Lock, error) {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	noWait := c.NoWait || (c.Wait.Given && c.Wait.D == 0)
+	if c.Wait.Given && c.Wait.D > 0 {
+		actx, cancel = context.WithTimeout(actx, c.Wait.D)
+		defer cancel()
+	}
+	interrupted := make(chan os.Signal, 1)
+	stop := make(chan struct{})
+	watcherDone := make(chan struct{})
+	go func() {
+		defer close(watcherDone)
+		select {
+		case s := <-sigs:
+			interrupted <- s
+			cancel()
+		case <-stop:
+		}
+	}()
+	var lock *renewlock.Lock
+	var err error
+	if noWait {
+		lock, err = client.TryAcquire(actx, c.Key)
+	} else {
+		lock, err = client.Acquire(actx, c.Key)
+	}
+	close(stop)
+	<-watcherDone
+
+	select {
+	case s := <-interrupted:
+		if lock != nil {
+			c.release(lock)
+		}
+		return nil, exitf(ExitSignalBase+signum(s), "interrupted by %v while waiting for %s", s, displayKey(c.Key))
+	default:
+	}
+	switch {
+	case err == nil:
+		return lock, nil
+	case errors.Is(err, renewlock.ErrNotAcquired):
+		note, probeErr := c.holderNote(ctx, client)
+		if probeErr != nil {
+			return nil, probeErr
+		}
+		return nil, exitf(ExitNotAcquired, "%s is not free%s; not waiting (--no-wait)", displayKey(c.Key), note)
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		// Acquire retries Redis errors until the deadline, so a timeout may
+		// hide an outage: probe once to tell the two apart.
+		note, probeErr := c.holderNote(ctx, client)
+		if probeErr != nil {
+			return nil, probeErr
+		}
+		return nil, exitf(ExitNotAcquired, "%s not acquired within --wait %v%s", displayKey(c.Key), c.Wait.D, note)
+	case errors.Is(err, renewlock.ErrInvalidArgument):
+		return nil, Usagef("%v", err)
+	}
+	return nil, exitf(ExitUnavailable, "acquiring %s at %s: %s", displayKey(c.Key), c.Redis.Redacted(), redactErr(err, c.Redis))
+}
+
+// holderNote describes the current holder for a "not acquired" message. It
+// returns an ExitUnavailable error if Redis does not answer.
+func (c *RunConfig) holderNote(ctx context.Context, client *renewlock.Client) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
+	defer cancel()
+	info, err := client.Inspect(ctx, c.Key)
+	switch {
+	case errors.Is(err, renewlock.ErrNotHeld):
+		return " (it is free now)", nil
+	case err != nil:
+		return "", exitf(ExitUnavailable, "acquiring %s: Redis at %s is unavailable: %s", displayKey(c.Key), c.Redis.Redacted(), redactErr(err, c.Redis))
+	}
+	return fmt.Sprintf(": held by %s (owner %s, token %d, lease ends in %v)", info.Holder, ownerPrefix(info.Owner), info.Token, info.TTL.Round(time.Millisecond)), nil
+}
+
+// childResult is how the command ended.
+type childResult struct {
+	startErr error            // the command could not be started
+	state    *os.ProcessState // set when it ran
+	lost     error            // the lease was lost while it ran
+}
+
+// supervise runs the command until it exits, forwarding signals to it and
+// stopping it if the lease is lost.
+func (c *RunConfig) supervise(lock *renewlock.Lock, sigs <-chan os.Signal) childResult {
+	cmd := exec.Command(c.Command[0], c.Command[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, c.Stdout, c.Stderr
+	cmd.Env = append(append([]string(nil), c.Environ...),
+		EnvKey+"="+c.Key,
+		EnvToken+"="+strconv.FormatUint(lock.Token(), 10))
+	// On a terminal the command stays in our process group, so it can read
+	// the terminal and gets the keyboard's signals directly; otherwise it
+	// gets a group of its own, so that signals reach its children too.
+	tty := c.Stdin != nil && term.IsTerminal(int(c.Stdin.Fd()))
+	group := !tty
+	configureChild(cmd, group)
+
+	started := make(chan error, 1)
+	exited := make(chan *os.ProcessState, 1)
+	go func() {
+		// The parent-death signal fires when the thread that forked the
+		// command exits, and the runtime ends a locked thread when its
+		// goroutine returns: so fork from a locked thread and keep it
+		// until the command is gone. Never unlocked on purpose.
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait() // the status is in ProcessState
+		exited <- cmd.ProcessState
+	}()
+	if err := <-started; err != nil {
+		return childResult{startErr: err}
+	}
+
+	send := func(sig syscall.Signal) {
+		if err := signalChild(cmd.Process, group, sig); err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, syscall.ESRCH) {
+			fmt.Fprintf(c.Stderr, "renewlock: sending %v to the command: %v\n", sig, err)
+		}
+	}
+	var (
+		res    childResult
+		done   = lock.Done()
+		killC  <-chan time.Time
+		killer *time.Timer
+	)
+	defer func() {
+		if killer != nil {
+			killer.Stop()
+		}
+	}()
+	for {
+		select {
+		case st := <-exited:
+			res.state = st
+			if res.lost != nil && group {
+				// No lease: nothing the command left behind may keep running.
+				_ = signalChild(cmd.Process, true, syscall.SIGKILL)
+			}
+			return res
+		case s := <-sigs:
+			sig, _ := s.(syscall.Signal)
+			if tty && sig == syscall.SIGINT {
+				continue // the terminal sent it to the command too
+			}
+			send(sig)
+		case <-done:
+			done = nil
+			res.lost = lock.Err()
+			g := c.grace()
+			fmt.Fprintf(c.Stderr, "renewlock: %v; sending SIGTERM to the command, SIGKILL in %v\n", res.lost, g)
+			send(syscall.SIGTERM)
+			killer = time.NewTimer(g)
+			killC = killer.C
+		case <-killC:
+			killC = nil
+			fmt.Fprintf(c.Stderr, "renewlock: the command is still running %v after SIGTERM; sending SIGKILL\n", c.grace())
+			send(syscall.SIGKILL)
+		}
+	}
+}
+
+// finish releases the lock and turns the command's end into renewlock's
+// exit status.
+func (c *RunConfig) finish(lock *renewlock.Lock, res childResult) error {
+	relErr := c.release(lock)
+	key := displayKey(c.Key)
+	if res.startErr != nil {
+		code := ExitCannotExecute
+		if errors.Is(res.startErr, exec.ErrNotFound) || errors.Is(res.startErr, fs.ErrNotExist) {
+			code = ExitCommandNotFound
+		}
+		return exitf(code, "cannot run %s: %v", strquote(c.Command[0]), res.startErr)
+	}
+	status := exitStatus(res.state)
+	if res.lost != nil {
+		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost while the command ran, so it was stopped (%s)", key, lock.Token(), describe(res.state))
+	}
+	if errors.Is(relErr, renewlock.ErrLeaseLost) {
+		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost before the command's end was released (%s): %v", key, lock.Token(), describe(res.state), relErr)
+	}
+	if relErr != nil {
+		fmt.Fprintf(c.Stderr, "renewlock: warning: releasing %s: %s; the lease expires by itself within %v\n", key, redactErr(relErr, c.Redis), c.TTL)
+	} else if c.Verbose {
+		fmt.Fprintf(c.Stderr, "renewlock: released %s (%s)\n", key, describe(res.state))
+	}
+	if status == 0 {
+		return nil
+	}
+	return &ExitError{Code: status}
+}
+
+// release gives the lock up on a fresh context: the command has ended, and
+// even an interrupted renewlock must not leave the lease to expire.
+func (c *RunConfig) release(lock *renewlock.Lock) error {
+	ctx, cancel := context.WithTimeout(context.Background(), min(c.TTL, MaxReleaseTime))
+	defer cancel()
+	return lock.Release(ctx)
+}
+
+// exitStatus maps how the command ended to a shell-style status.
+func exitStatus(st *os.ProcessState) int {
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return ExitSignalBase + int(ws.Signal())
+	}
+	return st.ExitCode()
+}
+
+// describe says how the command ended, for messages.
+func describe(st *os.ProcessState) string {
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return "the command was killed by " + ws.Signal().String()
+	}
+	return fmt.Sprintf("the command exited with status %d", st.ExitCode())
+}
+
+func signum(s os.Signal) int {
+	if n, ok := s.(syscall.Signal); ok {
+		return int(n)
+	}
+	return 0
+}
+
+// ownerPrefix shortens an owner id for display: enough to tell holders
+// apart, not enough to act as the owner.
+func ownerPrefix(owner string) string { return owner[:min(8, len(owner))] }
