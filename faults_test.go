@@ -1,0 +1,128 @@
+package renewlock_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/renewlock/renewlock"
+)
+
+// faultHook makes a go-redis client fail pipelines (renewals travel in
+// pipelines) while failing is set, the way a flaky network would.
+type faultHook struct{ failing atomic.Bool }
+
+var errInjected = errors.New("injected network fault")
+
+func (*faultHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (*faultHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *faultHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.failing.Load() {
+			for _, c := range cmds {
+				c.SetErr(errInjected)
+			}
+			return errInjected
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// Transient renewal errors are retried: a lock survives an outage shorter
+// than its validity, and is declared lost at the deadline of a longer one —
+// never silently kept, never given up early.
+func TestTransientRenewalErrors(t *testing.T) {
+	const ttl, interval = 900 * time.Millisecond, 150 * time.Millisecond
+	srv, _, _ := setup(t)
+	rdb := srv.Client()
+	hook := &faultHook{}
+	rdb.AddHook(hook)
+	c := newClient(t, rdb, renewlock.WithTTL(ttl), renewlock.WithRenewInterval(interval))
+	ctx := ctxT(t, 10*time.Second)
+
+	l, err := c.Acquire(ctx, uniqueKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An outage of two intervals: renewals fail, are retried, and succeed.
+	hook.failing.Store(true)
+	time.Sleep(2 * interval)
+	hook.failing.Store(false)
+	if closedWithin(l.Done(), 2*ttl) {
+		t.Fatalf("lock lost after a short outage: %v", l.Err())
+	}
+
+	// A longer outage: lost at the deadline, with the cause.
+	hook.failing.Store(true)
+	start := time.Now()
+	if !closedWithin(l.Done(), 3*ttl) {
+		t.Fatal("lease loss never signalled during a long outage")
+	}
+	if d := time.Since(start); d > ttl {
+		t.Fatalf("loss signalled %v into the outage, after the %v lease could have expired", d, ttl)
+	}
+	if !errors.Is(l.Err(), renewlock.ErrLeaseLost) {
+		t.Fatalf("Err = %v", l.Err())
+	}
+	hook.failing.Store(false)
+	if err := l.Release(ctx); !errors.Is(err, renewlock.ErrLeaseLost) {
+		t.Fatalf("Release = %v, want ErrLeaseLost", err)
+	}
+}
+
+// releaseOnHeldHook runs release once, right after the first acquire attempt
+// that found the key held returns — before the waiter can subscribe. A
+// waiter that subscribed only after its last attempt would miss that
+// release and sleep for the holder's whole TTL.
+type releaseOnHeldHook struct {
+	once    sync.Once
+	release func()
+}
+
+func (*releaseOnHeldHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *releaseOnHeldHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if c, ok := cmd.(*redis.Cmd); ok && err == nil && (cmd.Name() == "evalsha" || cmd.Name() == "eval") {
+			if v, ok := c.Val().([]any); ok && len(v) == 2 && v[0] == int64(0) {
+				h.once.Do(h.release)
+			}
+		}
+		return err
+	}
+}
+func (*releaseOnHeldHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func TestReleaseBetweenAttemptAndSubscribeIsNotMissed(t *testing.T) {
+	srv, _, holder := setup(t) // default TTL: 10 s
+	ctx := ctxT(t, 30*time.Second)
+	for i := 0; i < 20; i++ {
+		key := uniqueKey(t)
+		l, err := holder.Acquire(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rdb := srv.Client()
+		rdb.AddHook(&releaseOnHeldHook{release: func() {
+			if err := l.Release(ctx); err != nil {
+				t.Error(err)
+			}
+		}})
+		waiter := newClient(t, rdb)
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		l2, err := waiter.Acquire(actx, key)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: waiter missed a release that came right after its attempt: %v", i, err)
+		}
+		_ = l2.Release(ctx)
+		_ = waiter.Close()
+	}
+}
