@@ -38,7 +38,8 @@ type renewer struct {
 	locks    map[*Lock]struct{}
 	inflight int       // batches on the wire
 	closed   bool      // drained by Close: add refuses
-	wake     time.Time // when the loop plans to run next
+	wake     time.Time   // when timer fires next
+	timer    *time.Timer // wakes the loop at wake
 }
 
 func newRenewer(c *Client) *renewer {
@@ -48,6 +49,8 @@ func newRenewer(c *Client) *renewer {
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 		locks: make(map[*Lock]struct{}),
+		timer: time.NewTimer(time.Hour),
+		wake:  time.Now().Add(time.Hour),
 	}
 	go r.run()
 	return r
@@ -64,13 +67,12 @@ func (r *renewer) add(l *Lock, sent time.Time) bool {
 	l.deadline = sent.Add(l.cfg.validity())
 	l.nextRenew = sent.Add(l.cfg.interval())
 	r.locks[l] = struct{}{}
-	// Re-plan only if this lock needs the loop sooner than planned: adding
-	// must not cost a scan of every held lock.
-	early := l.nextRenew.Before(r.wake)
-	r.mu.Unlock()
-	if early {
-		r.poke()
+	// Move the loop's alarm if this lock needs it sooner. Adding a lock
+	// neither scans the held locks nor wakes the loop goroutine.
+	if l.nextRenew.Before(r.wake) {
+		r.setAlarm(l.nextRenew)
 	}
+	r.mu.Unlock()
 	return true
 }
 
@@ -110,15 +112,19 @@ func (r *renewer) close() {
 	r.wg.Wait()
 }
 
+// setAlarm makes the loop run at t. r.mu is held.
+func (r *renewer) setAlarm(t time.Time) {
+	r.wake = t
+	r.timer.Reset(time.Until(t))
+}
+
 func (r *renewer) run() {
 	defer close(r.done)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	defer r.timer.Stop()
 	for {
-		next := r.plan(time.Now())
-		timer.Reset(time.Until(next))
+		r.plan(time.Now())
 		select {
-		case <-timer.C:
+		case <-r.timer.C:
 		case <-r.kick:
 		case <-r.stop:
 			return
@@ -126,9 +132,9 @@ func (r *renewer) run() {
 	}
 }
 
-// plan declares overdue locks lost, starts a batch for those due, and returns
-// when it must run again.
-func (r *renewer) plan(now time.Time) time.Time {
+// plan declares overdue locks lost, starts a batch for those due, and sets
+// the alarm for when it must run again.
+func (r *renewer) plan(now time.Time) {
 	next := now.Add(time.Hour)
 	var expired, due []*Lock
 	r.mu.Lock()
@@ -167,12 +173,11 @@ func (r *renewer) plan(now time.Time) time.Time {
 		}
 		// else: a finishing batch pokes the loop.
 	}
-	r.wake = next
+	r.setAlarm(next)
 	r.mu.Unlock()
 	for _, l := range expired {
 		l.lose("validity deadline passed without a successful renewal", false)
 	}
-	return next
 }
 
 // batch renews locks in one pipelined round trip and records the outcome.
