@@ -64,6 +64,7 @@ type results struct {
 	} `json:"meta"`
 	Libraries map[string]string      `json:"libraries"`
 	Ping      dist                   `json:"ping"`
+	PingS4    dist                   `json:"ping_s4"`
 	S1        map[string]*pairRes    `json:"s1_serial,omitempty"`
 	S2        map[string]*pairRes    `json:"s2_parallel,omitempty"`
 	S3Hold0   map[string]*contRes    `json:"s3_contention_hold0,omitempty"`
@@ -80,13 +81,13 @@ func main() {
 	md := flag.String("md", "", "also write the markdown tables to this file")
 	bin := flag.String("redis-server", "redis-server", "redis-server binary")
 	cpuprof := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	flag.IntVar(&cfg.Rounds, "rounds", 3, "rounds per scenario (libraries take turns within each round)")
-	flag.DurationVar(&cfg.S1, "s1", 500*time.Millisecond, "S1 time per library per round")
-	flag.DurationVar(&cfg.S2, "s2", 500*time.Millisecond, "S2 time per library per round")
+	flag.IntVar(&cfg.Rounds, "rounds", 4, "rounds per scenario (libraries take turns within each round)")
+	flag.DurationVar(&cfg.S1, "s1", 400*time.Millisecond, "S1 time per library per round")
+	flag.DurationVar(&cfg.S2, "s2", 400*time.Millisecond, "S2 time per library per round")
 	flag.IntVar(&cfg.S2Workers, "s2-goroutines", 64, "S2 goroutines")
-	flag.DurationVar(&cfg.S3, "s3", 1500*time.Millisecond, "S3 time per library, hold time and round")
+	flag.DurationVar(&cfg.S3, "s3", 1200*time.Millisecond, "S3 time per library, hold time and round")
 	flag.IntVar(&cfg.S3Workers, "s3-goroutines", 16, "S3 goroutines (split over 2 clients)")
-	flag.IntVar(&cfg.S4, "s4", 25, "S4 hand-offs per library per round")
+	flag.IntVar(&cfg.S4, "s4", 20, "S4 hand-offs per library per round")
 	flag.IntVar(&cfg.S5, "s5", 300, "S5 acquire+release pairs per library")
 	flag.DurationVar(&cfg.S6, "s6", 10*time.Second, "S6 hold time of the many locks (the README table uses 30s)")
 	flag.IntVar(&cfg.S6Locks, "s6-locks", 10000, "S6 number of locks held")
@@ -238,9 +239,10 @@ func run(cfg config, bin, out, mdPath string) error {
 		for _, ls := range b.libs {
 			res.S4[ls.name] = &handoffRes{}
 		}
+		var s4pings []time.Duration
 		for r := 0; r < cfg.Rounds; r++ {
-			pings = append(pings, b.ping(500)...)
 			for _, ls := range order(r) {
+				s4pings = append(s4pings, b.ping(100)...)
 				logf("S4 round %d %s", r+1, ls.name)
 				b.handoff(ls, fmt.Sprintf("s4:%d", r), cfg.S4, res.S4[ls.name])
 			}
@@ -248,6 +250,8 @@ func run(cfg config, bin, out, mdPath string) error {
 		for _, ls := range b.libs {
 			res.S4[ls.name].Handoff = summarize(res.S4[ls.name].samples)
 		}
+		res.PingS4 = summarize(s4pings)
+		pings = append(pings, s4pings...)
 	}
 	if want("s5") {
 		res.S5 = map[string]*costRes{}

@@ -40,7 +40,8 @@ type s6Res struct {
 	RedisUsecPerRenew float64 `json:"redis_usec_per_lock_renewed"`
 	ClientCPUPercent  float64 `json:"client_cpu_percent"`
 	// Duration of each renew script call in Redis (SLOWLOG, quiet phase).
-	RenewScript dist `json:"renew_script_duration"`
+	RenewScript   dist `json:"renew_script_duration"`
+	RenewNoscript int  `json:"renew_script_noscript_replies"`
 	// Commands over 1 ms in the busy phase (renew scripts, others).
 	BusyRenewOver1ms int `json:"busy_renew_scripts_over_1ms"`
 	BusyOtherOver1ms int `json:"busy_other_commands_over_1ms"`
@@ -177,6 +178,7 @@ func (b *bench) renewalAtScale(n int, d, ttl time.Duration) (*s6Res, error) {
 
 	scripts, _ := readSlowlog(ctx, b.admin)
 	r.RenewScript = summarizeUsec(scripts.renew)
+	r.RenewNoscript = scripts.noscript
 	if err := setSlowlog(ctx, b.admin, 1000); err != nil {
 		return nil, err
 	}
@@ -235,7 +237,10 @@ func setSlowlog(ctx context.Context, rdb *redis.Client, usec int) error {
 	return rdb.Do(ctx, "SLOWLOG", "RESET").Err()
 }
 
-type slowEntries struct{ renew, other []time.Duration }
+type slowEntries struct {
+	renew, other []time.Duration
+	noscript     int
+}
 
 // readSlowlog returns the logged durations of renew scripts (EVALSHA/EVAL
 // with more than one key) and of other commands (except the bench's own).
@@ -262,7 +267,13 @@ func readSlowlog(ctx context.Context, rdb *redis.Client) (slowEntries, error) {
 		case "evalsha", "eval":
 			if len(args) >= 3 {
 				if nk, _ := strconv.Atoi(fmt.Sprint(args[2])); nk > 1 {
-					out.renew = append(out.renew, d)
+					// A call that took no time at all was answered
+					// NOSCRIPT (the renew script is not loaded yet).
+					if d < 5*time.Microsecond {
+						out.noscript++
+					} else {
+						out.renew = append(out.renew, d)
+					}
 					continue
 				}
 			}
