@@ -1,0 +1,91 @@
+// Command worker is a lock client in its own OS process, for the fault
+// suite: it runs the holder loop of package workload on several keys and
+// prints every event as one JSON line on stdout, on the system-wide
+// monotonic clock. The suite SIGSTOPs and SIGKILLs it to model a paused or
+// crashed holder. SIGTERM or SIGINT stops it cleanly: loops finish, locks
+// are released, the client is closed, and it exits 0.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/renewlock/renewlock"
+	"github.com/renewlock/renewlock/chaos/internal/workload"
+)
+
+func main() {
+	var (
+		addr       = flag.String("redis", "", "address of the lock Redis (host:port)")
+		resource   = flag.String("resource", "", "address of the Redis holding the fenced register")
+		regPrefix  = flag.String("register-prefix", "", "key prefix of the fenced register")
+		name       = flag.String("name", "", "worker name, prefixed to every loop's name")
+		keys       = flag.String("keys", "", "comma-separated lock keys, one loop each")
+		ttl        = flag.Duration("ttl", time.Second, "lock TTL")
+		hold       = flag.Duration("hold", 200*time.Millisecond, "mean hold time")
+		writeEvery = flag.Duration("write-every", 20*time.Millisecond, "pause between writes")
+		work       = flag.Duration("work", 0, "un-interruptible work before each write")
+		tryRatio   = flag.Float64("try-ratio", 0.5, "fraction of TryAcquire loops")
+		clientName = flag.String("client-name", "", "CLIENT SETNAME for the lock connections")
+	)
+	flag.Parse()
+	if *addr == "" || *resource == "" || *name == "" || *keys == "" {
+		fmt.Fprintln(os.Stderr, "worker: -redis, -resource, -name and -keys are required")
+		os.Exit(2)
+	}
+	if err := run(*addr, *resource, *regPrefix, *name, strings.Split(*keys, ","), *clientName, workload.Config{
+		Hold: *hold, WriteEvery: *writeEvery, Work: *work, TryRatio: *tryRatio,
+		AcquireTimeout: 3 * *ttl, Options: []renewlock.Option{renewlock.WithTTL(*ttl)},
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr, resource, regPrefix, name string, keys []string, clientName string, base workload.Config) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ClientName: clientName})
+	defer rdb.Close()
+	res := redis.NewClient(&redis.Options{Addr: resource})
+	defer res.Close()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	c, err := renewlock.New(rdb, renewlock.WithLogger(logger))
+	if err != nil {
+		return err
+	}
+	reg := workload.NewRegister(res, regPrefix)
+
+	var mu sync.Mutex
+	enc := json.NewEncoder(os.Stdout) // unbuffered: each line is one write
+	emit := func(e workload.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = enc.Encode(e) // stdout closed means the suite is gone
+	}
+
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		cfg := base
+		cfg.Worker, cfg.Key = name+"/"+k, k
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			workload.Run(ctx, c, reg, cfg, emit)
+		}()
+	}
+	wg.Wait()
+	return c.Close()
+}

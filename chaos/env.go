@@ -1,0 +1,392 @@
+package chaos
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/Shopify/toxiproxy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/renewlock/renewlock"
+	"github.com/renewlock/renewlock/chaos/internal/workload"
+	"github.com/renewlock/renewlock/internal/redistest"
+)
+
+// LockClientPrefix starts the CLIENT SETNAME of every lock connection, so
+// faults can find them with CLIENT LIST (and spare the observer's).
+const LockClientPrefix = "chaos-lock-"
+
+// EnvConfig sizes one scenario's cluster of clients.
+type EnvConfig struct {
+	Name      string        // scenario name, used in key names
+	TTL       time.Duration // lock TTL
+	Keys      int           // contended keys
+	InProc    int           // renewlock Clients in the test process, each behind its own proxy
+	Procs     int           // worker processes, connected directly
+	Hold      time.Duration // mean hold time of in-process clients
+	ProcHold  time.Duration // mean hold time of worker processes
+	ProcWork  time.Duration // un-interruptible work before each write in worker processes
+	WorkerBin string        // path of the built chaos/cmd/worker
+	Resource  *redis.Client // the Redis holding the fenced register (never faulted)
+	RedisArgs []string      // extra redis-server arguments
+}
+
+// Env is one running scenario: a lock Redis, clients, proxies, worker
+// processes, the observer and the history they all feed.
+type Env struct {
+	T     *testing.T
+	Cfg   EnvConfig
+	Redis *redistest.Server
+	Admin *redis.Client // direct, for injecting faults
+	Keys  []string
+	H     *History
+	Reg   *workload.Register
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // in-process loops and the observer
+
+	api     *toxiproxy.ApiServer
+	Proxies []*toxiproxy.Proxy // one per in-process client, in order
+	clients []*renewlock.Client
+	Warns   atomic.Int64 // renewal warnings logged by in-process clients
+
+	mu       sync.Mutex
+	procs    map[string]*Proc
+	procSeq  int
+	workWait chan string    // process names that just emitted a "work" event
+	holding  map[string]int // client or process name → locks it holds
+}
+
+// Proc is one worker process.
+type Proc struct {
+	Name   string
+	cmd    *exec.Cmd
+	stderr bytes.Buffer
+	exited chan struct{}
+	killed atomic.Bool
+	err    error
+}
+
+// NewEnv starts a lock Redis and the scenario's clients; everything stops
+// when Stop is called (or the test ends).
+func NewEnv(t *testing.T, cfg EnvConfig) *Env {
+	t.Helper()
+	e := &Env{
+		T: t, Cfg: cfg, H: NewHistory(),
+		procs:    make(map[string]*Proc),
+		holding:  make(map[string]int),
+		workWait: make(chan string, 64),
+	}
+	e.Redis = redistest.Start(t, cfg.RedisArgs...)
+	e.Admin = e.Redis.Client(func(o *redis.Options) { o.ClientName = "chaos-admin"; o.MaxRetries = -1 })
+	for i := 0; i < cfg.Keys; i++ {
+		e.Keys = append(e.Keys, fmt.Sprintf("chaos/%s/k%d", cfg.Name, i))
+	}
+	e.Reg = workload.NewRegister(cfg.Resource, "reg/"+cfg.Name+"/")
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.H.onEvent = func(ev workload.Event) {
+		switch ev.Kind {
+		case workload.KindAcquire:
+			e.mu.Lock()
+			e.holding[workload.WorkerOf(ev.Worker)]++
+			e.mu.Unlock()
+		case workload.KindRelease:
+			e.mu.Lock()
+			e.holding[workload.WorkerOf(ev.Worker)]--
+			e.mu.Unlock()
+		}
+		if ev.Kind == workload.KindWork {
+			select {
+			case e.workWait <- workload.WorkerOf(ev.Worker):
+			default:
+			}
+		}
+	}
+	e.api = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
+
+	e.calibrate()
+	e.wg.Add(1)
+	go e.observe()
+	for i := 0; i < cfg.InProc; i++ {
+		e.startInProc(i)
+	}
+	for i := 0; i < cfg.Procs; i++ {
+		e.SpawnProc()
+	}
+	return e
+}
+
+func (e *Env) workloadConfig(worker, key string) workload.Config {
+	return workload.Config{
+		Worker: worker, Key: key, Hold: e.Cfg.Hold, WriteEvery: 20 * time.Millisecond,
+		TryRatio: 0.5, AcquireTimeout: 3 * e.Cfg.TTL,
+	}
+}
+
+func (e *Env) startInProc(i int) {
+	name := fmt.Sprintf("c%d", i)
+	p := toxiproxy.NewProxy(e.api, name, "127.0.0.1:0", e.Redis.Addr())
+	if err := p.Start(); err != nil {
+		e.T.Fatalf("starting proxy for %s: %v", name, err)
+	}
+	e.Proxies = append(e.Proxies, p)
+	rdb := redis.NewClient(&redis.Options{Addr: p.Listen, ClientName: LockClientPrefix + name})
+	logger := slog.New(&countingHandler{n: &e.Warns})
+	c, err := renewlock.New(rdb, renewlock.WithTTL(e.Cfg.TTL), renewlock.WithLogger(logger))
+	if err != nil {
+		e.T.Fatalf("renewlock.New: %v", err)
+	}
+	e.clients = append(e.clients, c)
+	for _, k := range e.Keys {
+		cfg := e.workloadConfig(name+"/"+k, k)
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			workload.Run(e.ctx, c, e.Reg, cfg, e.H.Emit)
+		}()
+	}
+	e.T.Cleanup(func() { _ = rdb.Close() })
+}
+
+// SpawnProc starts one more worker process and returns it.
+func (e *Env) SpawnProc() *Proc {
+	e.mu.Lock()
+	name := fmt.Sprintf("p%d", e.procSeq)
+	e.procSeq++
+	e.mu.Unlock()
+	args := []string{
+		"-redis", e.Redis.Addr(),
+		"-resource", e.Cfg.Resource.Options().Addr,
+		"-register-prefix", "reg/" + e.Cfg.Name + "/",
+		"-name", name,
+		"-keys", strings.Join(e.Keys, ","),
+		"-ttl", e.Cfg.TTL.String(),
+		"-hold", e.Cfg.ProcHold.String(),
+		"-work", e.Cfg.ProcWork.String(),
+		"-client-name", LockClientPrefix + name,
+	}
+	p := &Proc{Name: name, cmd: exec.Command(e.Cfg.WorkerBin, args...), exited: make(chan struct{})}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p.cmd.Stderr = &p.stderr
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		e.T.Fatalf("worker stdout: %v", err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		e.T.Fatalf("starting worker %s: %v", name, err)
+	}
+	e.mu.Lock()
+	e.procs[name] = p
+	e.mu.Unlock()
+	go func() {
+		defer close(p.exited)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var ev workload.Event
+			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+				e.H.Note(fmt.Sprintf("worker %s printed %q: %v", name, sc.Text(), err))
+				continue
+			}
+			e.H.Emit(ev)
+		}
+		p.err = p.cmd.Wait()
+	}()
+	return p
+}
+
+// Procs returns the running worker processes.
+func (e *Env) Procs() []*Proc {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []*Proc
+	for _, p := range e.procs {
+		select {
+		case <-p.exited:
+		default:
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Proc returns the worker process called name.
+func (e *Env) Proc(name string) *Proc {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.procs[name]
+}
+
+// Ctx is cancelled when the scenario stops.
+func (e *Env) Ctx() context.Context { return e.ctx }
+
+// Sleep waits d or until the scenario stops. Fault durations are wall-clock
+// by nature; this is not used for synchronisation.
+func (e *Env) Sleep(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-e.ctx.Done():
+	}
+}
+
+// Stop ends the workload (releasing every lock), collects the register log
+// and returns the history, ready to Check.
+func (e *Env) Stop() *History {
+	t := e.T
+	for _, p := range e.Procs() {
+		_ = p.cmd.Process.Signal(syscall.SIGCONT) // in case a fault left it stopped
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	e.cancel()
+	e.wg.Wait()
+	for _, c := range e.clients {
+		if err := c.Close(); err != nil {
+			e.H.Note(fmt.Sprintf("closing an in-process client: %v", err))
+		}
+	}
+	for _, p := range e.allProcs() {
+		select {
+		case <-p.exited:
+		case <-time.After(15 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+			e.H.Note(fmt.Sprintf("worker %s did not stop within 15s of SIGTERM", p.Name))
+		}
+		if !p.killed.Load() {
+			if p.err != nil {
+				e.H.Note(fmt.Sprintf("worker %s: %v: %s", p.Name, p.err, lastLines(p.stderr.String(), 5)))
+			} else if s := p.stderr.String(); strings.Contains(s, "panic") || strings.Contains(s, "DATA RACE") {
+				e.H.Note(fmt.Sprintf("worker %s: %s", p.Name, lastLines(s, 5)))
+			}
+		}
+	}
+	for _, p := range e.Proxies {
+		p.Stop()
+	}
+	e.H.mu.Lock()
+	e.H.end = workload.Mono()
+	e.H.mu.Unlock()
+	log := make(map[string][]workload.LogEntry)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, k := range e.Keys {
+		entries, err := e.Reg.Log(ctx, k)
+		if err != nil {
+			t.Fatalf("%v", err)
+		}
+		log[k] = entries
+	}
+	e.H.mu.Lock()
+	e.H.log = log
+	e.H.mu.Unlock()
+	return e.H
+}
+
+func (e *Env) allProcs() []*Proc {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]*Proc, 0, len(e.procs))
+	for _, p := range e.procs {
+		out = append(out, p)
+	}
+	return out
+}
+
+// calibrate relates the Redis server clock to workload.Mono, so tokens
+// (server microseconds at acquisition) bound the expiry instant in check (c).
+// It keeps the reading with the shortest round trip and records the offset
+// that makes mono(server instant) a lower bound.
+func (e *Env) calibrate() {
+	best, bestRTT := int64(0), int64(math.MaxInt64)
+	for i := 0; i < 20; i++ {
+		sent := workload.Mono()
+		tm, err := e.Admin.Time(context.Background()).Result()
+		recv := workload.Mono()
+		if err != nil {
+			e.T.Fatalf("TIME: %v", err)
+		}
+		if recv-sent < bestRTT {
+			bestRTT, best = recv-sent, tm.UnixNano()-sent
+		}
+	}
+	e.H.clockOffset = best
+}
+
+// observe polls every key's owner, token and PTTL over a direct connection,
+// so check (c) knows when Redis would expire each lease.
+func (e *Env) observe() {
+	defer e.wg.Done()
+	rdb := redis.NewClient(&redis.Options{
+		Addr: e.Redis.Addr(), ClientName: "chaos-observer", MaxRetries: -1,
+		ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond, DialTimeout: 100 * time.Millisecond,
+		PoolSize: 1,
+	})
+	defer rdb.Close()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	prefix := renewlock.DefaultKeyPrefix
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, k := range e.Keys {
+			sent := workload.Mono()
+			var hm *redis.SliceCmd
+			var pt *redis.DurationCmd
+			_, err := rdb.TxPipelined(e.ctx, func(p redis.Pipeliner) error {
+				hm = p.HMGet(e.ctx, prefix+k, "o", "t")
+				pt = p.PTTL(e.ctx, prefix+k)
+				return nil
+			})
+			if err != nil {
+				continue
+			}
+			v := hm.Val()
+			s := Sample{Key: k, Sent: sent, PTTL: pt.Val()}
+			if len(v) == 2 && v[0] != nil && v[1] != nil {
+				s.Owned = true
+				s.Token, _ = strconv.ParseUint(fmt.Sprint(v[1]), 10, 64)
+			}
+			e.H.Sample(s)
+		}
+	}
+}
+
+// countingHandler counts Warn records (renewal failures, losses) and drops
+// them: the suite reads losses from Lock.Err, not from logs.
+type countingHandler struct{ n *atomic.Int64 }
+
+func (h *countingHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h *countingHandler) Handle(context.Context, slog.Record) error {
+	h.n.Add(1)
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
