@@ -84,7 +84,7 @@ func DemoWorker(ctx context.Context, w *DemoWorkerConfig) error {
 		renewlock.WithHolder(fmt.Sprintf("%s (pid %d)", w.Name, os.Getpid())),
 		renewlock.WithLogger(nil))
 	if err != nil {
-		return Usagef("%v", err)
+		return Usagef("%s", libErr(err))
 	}
 	var watchers sync.WaitGroup
 	defer watchers.Wait() // after Close, which ends every Done

@@ -82,7 +82,7 @@ func (o *OpConfig) withClient(f func(ctx context.Context, c *renewlock.Client) e
 	defer rdb.Close()
 	c, err := renewlock.New(rdb, renewlock.WithKeyPrefix(o.Prefix), renewlock.WithLogger(nil))
 	if err != nil {
-		return Usagef("%v", err)
+		return Usagef("%s", libErr(err))
 	}
 	defer c.Close()
 	timeout := o.Timeout

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"syscall"
@@ -11,6 +12,8 @@ import (
 // parentDeathSignal reports whether the kernel kills the command when
 // renewlock dies. Windows has no such signal (a Job object would do it).
 const parentDeathSignal = false
+
+func sysSignalName(syscall.Signal) string { return "" }
 
 func configureChild(*exec.Cmd, bool) {}
 
@@ -23,3 +26,9 @@ func signalChild(p *os.Process, _ bool, sig syscall.Signal) error {
 	}
 	return p.Signal(sig)
 }
+
+// canPause says whether pauseProcess works here.
+const canPause = false
+
+func pauseProcess(*os.Process) error  { return errors.ErrUnsupported }
+func resumeProcess(*os.Process) error { return errors.ErrUnsupported }

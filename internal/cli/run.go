@@ -93,6 +93,9 @@ func (c *RunConfig) Validate() error {
 	if c.TTL < renewlock.MinTTL {
 		return Usagef("--ttl %v is below the minimum %v", c.TTL, renewlock.MinTTL)
 	}
+	if c.TTL > renewlock.MaxTTL {
+		return Usagef("--ttl %v is above the maximum %v", c.TTL, renewlock.MaxTTL)
+	}
 	validity := time.Duration(float64(c.TTL)*(1-renewlock.DefaultDrift)) - c.margin()
 	if every := c.TTL / 3; every >= validity {
 		return Usagef("--ttl %v is too short for --grace %v: the lease is renewed every %v (ttl/3), which must be shorter than the validity period %v (ttl × %v − grace − %v kill slack); use a longer --ttl or a shorter --grace",
@@ -212,7 +215,7 @@ func Run(ctx context.Context, c *RunConfig) error {
 		renewlock.WithLogger(warnLogger(c.Stderr)),
 	)
 	if err != nil {
-		return Usagef("%v", err)
+		return Usagef("%s", libErr(err))
 	}
 	defer client.Close()
 
@@ -265,7 +268,7 @@ func (c *RunConfig) acquire(ctx context.Context, client *renewlock.Client, sigs 
 		if lock != nil {
 			c.release(lock)
 		}
-		return nil, exitf(ExitSignalBase+signum(s), "interrupted by %v while waiting for %s", s, displayKey(c.Key))
+		return nil, exitf(ExitSignalBase+signum(s), "interrupted by %s while waiting for %s", signalName(s), displayKey(c.Key))
 	default:
 	}
 	switch {
@@ -286,7 +289,7 @@ func (c *RunConfig) acquire(ctx context.Context, client *renewlock.Client, sigs 
 		}
 		return nil, exitf(ExitNotAcquired, "%s not acquired within --wait %v%s", displayKey(c.Key), c.Wait.D, note)
 	case errors.Is(err, renewlock.ErrInvalidArgument):
-		return nil, Usagef("%v", err)
+		return nil, Usagef("%s", libErr(err))
 	}
 	return nil, exitf(ExitUnavailable, "acquiring %s at %s: %s", displayKey(c.Key), c.Redis.Redacted(), redactErr(err, c.Redis))
 }
@@ -350,7 +353,7 @@ func (c *RunConfig) supervise(lock *renewlock.Lock, sigs <-chan os.Signal) child
 
 	send := func(sig syscall.Signal) {
 		if err := signalChild(cmd.Process, group, sig); err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, syscall.ESRCH) {
-			fmt.Fprintf(c.Stderr, "renewlock: sending %v to the command: %v\n", sig, err)
+			fmt.Fprintf(c.Stderr, "renewlock: sending %s to the command: %v\n", signalName(sig), err)
 		}
 	}
 	var (
@@ -383,7 +386,7 @@ func (c *RunConfig) supervise(lock *renewlock.Lock, sigs <-chan os.Signal) child
 			done = nil
 			res.lost = lock.Err()
 			g := c.grace()
-			fmt.Fprintf(c.Stderr, "renewlock: %v; sending SIGTERM to the command, SIGKILL in %v\n", res.lost, g)
+			fmt.Fprintf(c.Stderr, "renewlock: %s; sending SIGTERM to the command, SIGKILL in %v\n", libErr(res.lost), g)
 			send(syscall.SIGTERM)
 			killer = time.NewTimer(g)
 			killC = killer.C
@@ -412,7 +415,7 @@ func (c *RunConfig) finish(lock *renewlock.Lock, res childResult) error {
 		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost while the command ran, so it was stopped (%s)", key, lock.Token(), describe(res.state))
 	}
 	if errors.Is(relErr, renewlock.ErrLeaseLost) {
-		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost before the command's end was released (%s): %v", key, lock.Token(), describe(res.state), relErr)
+		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost before the command's end was released (%s): %s", key, lock.Token(), describe(res.state), libErr(relErr))
 	}
 	if relErr != nil {
 		fmt.Fprintf(c.Stderr, "renewlock: warning: releasing %s: %s; the lease expires by itself within %v\n", key, redactErr(relErr, c.Redis), c.TTL)
@@ -444,9 +447,23 @@ func exitStatus(st *os.ProcessState) int {
 // describe says how the command ended, for messages.
 func describe(st *os.ProcessState) string {
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return "the command was killed by " + ws.Signal().String()
+		return "the command was killed by " + signalName(ws.Signal())
 	}
 	return fmt.Sprintf("the command exited with status %d", st.ExitCode())
+}
+
+// libErr is the text of a library error without its "renewlock: " prefix,
+// for messages that carry the prefix already.
+func libErr(err error) string { return strings.TrimPrefix(err.Error(), "renewlock: ") }
+
+// signalName names a signal the way kill(1) does (SIGTERM), where known.
+func signalName(s os.Signal) string {
+	if n, ok := s.(syscall.Signal); ok {
+		if name := sysSignalName(n); name != "" {
+			return name
+		}
+	}
+	return s.String()
 }
 
 func signum(s os.Signal) int {
