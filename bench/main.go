@@ -88,7 +88,7 @@ func main() {
 	flag.DurationVar(&cfg.S3, "s3", 1200*time.Millisecond, "S3 time per library, hold time and round")
 	flag.IntVar(&cfg.S3Workers, "s3-goroutines", 16, "S3 goroutines (split over 2 clients)")
 	flag.IntVar(&cfg.S4, "s4", 20, "S4 hand-offs per library per round")
-	flag.IntVar(&cfg.S5, "s5", 300, "S5 acquire+release pairs per library")
+	flag.IntVar(&cfg.S5, "s5", 2000, "S5 acquire+release pairs per library")
 	flag.DurationVar(&cfg.S6, "s6", 10*time.Second, "S6 hold time of the many locks (the README table uses 30s)")
 	flag.IntVar(&cfg.S6Locks, "s6-locks", 10000, "S6 number of locks held")
 	flag.DurationVar(&cfg.S6TTL, "s6-ttl", 10*time.Second, "S6 lock TTL (renewed every TTL/3)")

@@ -193,7 +193,7 @@ func writeMarkdown(w io.Writer, res *results, libs []*libState) {
 	}
 	if res.S5 != nil {
 		p("### S5 cost per uncontended acquire+release pair\n\n")
-		p("| library | round trips | socket writes | commands sent | commands run in Redis (incl. inside scripts) | Redis µs (commandstats) | breakdown |\n|---|---:|---:|---:|---:|---:|---|\n")
+		p("| library | round trips | socket writes | commands sent | commands run in Redis (incl. inside scripts) | Redis time in scripts µs | Redis CPU µs | breakdown |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, ls := range libs {
 			r := res.S5[ls.name]
 			var parts []string
@@ -201,7 +201,7 @@ func writeMarkdown(w io.Writer, res *results, libs []*libState) {
 				parts = append(parts, fmt.Sprintf("%s %.2f", k, v))
 			}
 			sortStrings(parts)
-			p("| %s | %.2f | %.2f | %.2f | %.2f | %.1f | %s |\n", ls.name, r.RoundTrips, r.SocketWrites, r.Sent, r.AllCommands, r.RedisUsec, strings.Join(parts, ", "))
+			p("| %s | %.2f | %.2f | %.2f | %.2f | %.1f | %.1f | %s |\n", ls.name, r.RoundTrips, r.SocketWrites, r.Sent, r.AllCommands, r.ScriptUsec, r.RedisCPUus, strings.Join(parts, ", "))
 		}
 		p("\n")
 	}
