@@ -65,6 +65,7 @@ type results struct {
 	Libraries map[string]string      `json:"libraries"`
 	Ping      dist                   `json:"ping"`
 	PingS4    dist                   `json:"ping_s4"`
+	IdlePing  dist                   `json:"idle_ping_s4"`
 	S1        map[string]*pairRes    `json:"s1_serial,omitempty"`
 	S2        map[string]*pairRes    `json:"s2_parallel,omitempty"`
 	S3Hold0   map[string]*contRes    `json:"s3_contention_hold0,omitempty"`
@@ -239,10 +240,11 @@ func run(cfg config, bin, out, mdPath string) error {
 		for _, ls := range b.libs {
 			res.S4[ls.name] = &handoffRes{}
 		}
-		var s4pings []time.Duration
+		var s4pings, idle []time.Duration
 		for r := 0; r < cfg.Rounds; r++ {
 			for _, ls := range order(r) {
 				s4pings = append(s4pings, b.ping(100)...)
+				idle = append(idle, b.idlePing(5)...)
 				logf("S4 round %d %s", r+1, ls.name)
 				b.handoff(ls, fmt.Sprintf("s4:%d", r), cfg.S4, res.S4[ls.name])
 			}
@@ -251,6 +253,7 @@ func run(cfg config, bin, out, mdPath string) error {
 			res.S4[ls.name].Handoff = summarize(res.S4[ls.name].samples)
 		}
 		res.PingS4 = summarize(s4pings)
+		res.IdlePing = summarize(idle)
 		pings = append(pings, s4pings...)
 	}
 	if want("s5") {

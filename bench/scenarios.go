@@ -317,6 +317,23 @@ func (b *bench) cost(ls *libState, keyBase string, n int) (costRes, error) {
 	return r, nil
 }
 
+// idlePing measures PING round trips that start, like an S4 release, after
+// the client and the server have been idle for a random 10–30 ms: on an
+// idle machine that is slower than back-to-back PINGs (threads and CPUs
+// must wake up), and it is the fair yardstick for a hand-off.
+func (b *bench) idlePing(n int) []time.Duration {
+	ctx := context.Background()
+	out := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		time.Sleep(10*time.Millisecond + mrand.N(20*time.Millisecond))
+		t0 := time.Now()
+		if err := b.admin.Ping(ctx).Err(); err == nil {
+			out = append(out, time.Since(t0))
+		}
+	}
+	return out
+}
+
 // ping measures bare PING round trips on the admin connection.
 func (b *bench) ping(n int) []time.Duration {
 	ctx := context.Background()
