@@ -60,8 +60,14 @@ func isNumber(s string) bool {
 	return true
 }
 
-// String returns the duration in Go syntax.
-func (d *Duration) String() string { return d.D.String() }
+// String returns the duration in Go syntax, or "" for an unset flag with
+// no default (so --help does not show a misleading "default 0s").
+func (d *Duration) String() string {
+	if !d.Given && d.D == 0 {
+		return ""
+	}
+	return d.D.String()
+}
 
 // Set parses s; it implements pflag.Value.
 func (d *Duration) Set(s string) error {
