@@ -44,6 +44,13 @@ type Result struct {
 	LateLosses []string        // losses the limits allow to come late, explained
 	Takeovers  []time.Duration // (d)
 
+	// Starved lists losses signalled late (and overlaps they caused) while
+	// the holder's process was not being scheduled: a paused holder in the
+	// sense of the limits, not a library fault.
+	Starved         []string
+	StarvedOverlaps int
+	MaxStall        time.Duration // longest scheduling stall of any client process
+
 	Violations map[string][]string // check letter → messages
 }
 
@@ -65,6 +72,8 @@ type holder struct {
 	killed int64 // when its process was SIGKILLed, or 0
 	start  int64 // interval: acquire returned
 	end    int64 // interval: told of loss, began releasing, or killed
+	// starved: told late while its process was stalled.
+	starved bool
 }
 
 func (h *holder) String() string {
@@ -95,6 +104,7 @@ func (h *History) Check(lim Limits) *Result {
 	var order []*holder
 	writes := make(map[string]*writeOp)
 	var worder []*writeOp
+	h.stalls = nil
 	for i := range h.events {
 		e := h.events[i]
 		id := hid{e.Worker, e.Token}
@@ -120,6 +130,11 @@ func (h *History) Check(lim Limits) *Result {
 		case workload.KindRelease:
 			if hd := holders[id]; hd != nil {
 				hd.rel = &h.events[i]
+			}
+		case workload.KindStall:
+			h.stalls = append(h.stalls, e)
+			if h.faultDuring(FaultProcStop, e.Worker, e.Call, e.Ret) == nil { // not the injected freeze
+				r.MaxStall = max(r.MaxStall, time.Duration(e.Ret-e.Call))
 			}
 		case workload.KindWriteStart:
 			w := &writeOp{start: e}
@@ -198,9 +213,9 @@ func (h *History) Check(lim Limits) *Result {
 		}
 	}
 
+	h.checkLeads(r, ttl, order)
 	h.checkOverlap(r, lim, byKey)
 	h.checkFencing(r, lim, byKey, worder)
-	h.checkLeads(r, ttl, order)
 	h.checkTakeover(r, lim, byKey)
 	h.checkErrors(r, byKey)
 	for _, n := range h.notes {
@@ -222,7 +237,9 @@ func (h *History) checkOverlap(r *Result, lim Limits, byKey map[string][]*holder
 				ov := time.Duration(min(a.end, b.end) - b.start)
 				r.Overlaps++
 				r.MaxOverlap = max(r.MaxOverlap, ov)
-				if !lim.OverlapAllowed {
+				if a.starved || b.starved {
+					r.StarvedOverlaps++
+				} else if !lim.OverlapAllowed {
 					r.violate("a", "key %q: %s and %s both valid for %v", key, a, b, ov)
 				}
 			}
@@ -376,10 +393,48 @@ func (h *History) checkLeads(r *Result, ttl int64, order []*holder) {
 		lead := time.Duration(e - told)
 		r.Leads = append(r.Leads, lead)
 		if lead <= 0 {
+			// The process should have signalled at the validity deadline,
+			// some 20 ms before e; was it scheduled at all then?
+			if st := h.stallDuring(processOf(hd.worker), e-int64(20*time.Millisecond), told); st > 0 {
+				hd.starved = true
+				r.Starved = append(r.Starved, fmt.Sprintf("%s told %v late; its process stalled %v", hd, -lead, st))
+				continue
+			}
 			r.violate("c", "%s: told of loss %v after Redis could expire the key (acquire called %v, returned %v before told; expiry bounds: call %v, token %v, observed %v before told)",
 				hd, -lead, time.Duration(told-hd.acq.Call), time.Duration(told-hd.acq.Ret), time.Duration(told-eCall), time.Duration(told-eTok), time.Duration(told-eObs))
 		}
 	}
+}
+
+// processOf maps a worker loop to the process whose stalls affect it.
+func processOf(worker string) string {
+	w := workload.WorkerOf(worker)
+	if strings.HasPrefix(w, "c") {
+		return InProcName
+	}
+	return w
+}
+
+// stallDuring returns the longest stall of process overlapping [from, to].
+func (h *History) stallDuring(process string, from, to int64) time.Duration {
+	var longest time.Duration
+	for _, s := range h.stalls {
+		if s.Worker == process && s.Call <= to && s.Ret >= from {
+			longest = max(longest, time.Duration(s.Ret-s.Call))
+		}
+	}
+	return longest
+}
+
+// anyStall returns the longest stall of any process overlapping [from, to].
+func (h *History) anyStall(from, to int64) time.Duration {
+	var longest time.Duration
+	for _, s := range h.stalls {
+		if s.Call <= to && s.Ret >= from {
+			longest = max(longest, time.Duration(s.Ret-s.Call))
+		}
+	}
+	return longest
 }
 
 // faultDuring returns a fault of kind (against target, if given) active at
@@ -432,6 +487,10 @@ func (h *History) checkTakeover(r *Result, lim Limits, byKey map[string][]*holde
 				d := time.Duration(next - f.Start)
 				r.Takeovers = append(r.Takeovers, d)
 				if next-f.Start > bound {
+					if st := h.anyStall(f.Start, next); st >= time.Duration(next-f.Start-bound) {
+						r.Starved = append(r.Starved, fmt.Sprintf("takeover of %q after %v while a client stalled %v", key, d, st))
+						continue
+					}
 					r.violate("d", "%s of %s: %q taken over after %v > TTL + %v", f.Kind, f.Target, key, d, lim.TakeoverSlack)
 				}
 			}

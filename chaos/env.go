@@ -31,6 +31,10 @@ import (
 // faults can find them with CLIENT LIST (and spare the observer's).
 const LockClientPrefix = "chaos-lock-"
 
+// InProcName is the process name of the in-process clients (c0, c1, …)
+// in stall events.
+const InProcName = "inproc"
+
 // EnvConfig sizes one scenario's cluster of clients.
 type EnvConfig struct {
 	Name      string        // scenario name, used in key names
@@ -121,8 +125,12 @@ func NewEnv(t *testing.T, cfg EnvConfig) *Env {
 	e.api = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 
 	e.calibrate()
-	e.wg.Add(1)
+	e.wg.Add(2)
 	go e.observe()
+	go func() {
+		defer e.wg.Done()
+		workload.Probe(e.ctx, InProcName, e.H.Emit)
+	}()
 	for i := 0; i < cfg.InProc; i++ {
 		e.startInProc(i)
 	}

@@ -71,6 +71,7 @@ type History struct {
 	kills   map[string]int64 // worker process → when it was SIGKILLed
 	notes   []string         // harness problems that are violations of (e)
 	onEvent func(workload.Event)
+	stalls  []workload.Event // KindStall events, gathered by Check
 
 	// Filled when recording is over.
 	log map[string][]workload.LogEntry

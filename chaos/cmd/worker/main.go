@@ -77,6 +77,11 @@ func run(addr, resource, regPrefix, name string, keys []string, clientName strin
 	}
 
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		workload.Probe(ctx, name, emit)
+	}()
 	for _, k := range keys {
 		cfg := base
 		cfg.Worker, cfg.Key = name+"/"+k, k

@@ -43,6 +43,7 @@ const (
 	KindWriteErr   = "werr"   // register write failed: Call, Ret, WID, Err
 	KindDone       = "done"   // Lock.Done closed: Ret (observed), Class of Err
 	KindRelease    = "rel"    // Release returned: Call, Ret, Err, Class
+	KindStall      = "stall"  // the process was not scheduled from Call to Ret
 )
 
 // Error classes, so the checker never parses messages.
@@ -236,6 +237,34 @@ func sleep(ctx context.Context, d time.Duration) {
 	select {
 	case <-t.C:
 	case <-ctx.Done():
+	}
+}
+
+// StallThreshold is the lateness of a short sleep above which Probe reports
+// a stall: longer than renewlock.DefaultSafetyMargin, so a stall may explain
+// a loss signalled after Redis expiry.
+const StallThreshold = 15 * time.Millisecond
+
+// Probe measures how late this process gets scheduled: it sleeps 5 ms in a
+// loop and emits a KindStall event for every wake-up later than
+// StallThreshold, until ctx is done. A CPU-starved or frozen process is
+// a paused holder in the sense of the documented limits; the checker uses
+// these events to tell that apart from a library bug.
+func Probe(ctx context.Context, process string, emit func(Event)) {
+	const step = 5 * time.Millisecond
+	t := time.NewTimer(step)
+	defer t.Stop()
+	for {
+		start := Mono()
+		t.Reset(step)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if now := Mono(); now-start > int64(step+StallThreshold) {
+			emit(Event{Kind: KindStall, Worker: process, Call: start + int64(step), Ret: now})
+		}
 	}
 }
 
