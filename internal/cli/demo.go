@@ -75,7 +75,7 @@ func Demo(ctx context.Context, cfg *DemoConfig) (err error) {
 		d.url = cfg.Redis.URL
 		backend = fmt.Sprintf("%s (from %s)", cfg.Redis.Redacted(), cfg.Redis.Source)
 	} else {
-		srv, err := startDemoServer(ctx)
+		srv, err := startDemoServer(ctx, cfg.Stderr)
 		if err != nil {
 			return exitf(ExitSoftware, "demo: %v", err)
 		}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -25,14 +26,14 @@ type demoServer struct {
 
 // startDemoServer starts a redis-server on a free loopback port if one is
 // on PATH, else an embedded miniredis. The caller must call stop.
-func startDemoServer(ctx context.Context) (*demoServer, error) {
+func startDemoServer(ctx context.Context, stderr io.Writer) (*demoServer, error) {
 	if bin, err := exec.LookPath("redis-server"); err == nil {
 		s, err := startRedisServer(ctx, bin)
 		if err == nil {
 			return s, nil
 		}
 		// Fall through: a broken install must not break the tour.
-		fmt.Fprintf(os.Stderr, "renewlock: demo: %v; using the embedded server instead\n", err)
+		fmt.Fprintf(stderr, "renewlock: demo: %v; using the embedded server instead\n", err)
 	}
 	return startMiniredis()
 }
