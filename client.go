@@ -23,6 +23,7 @@ const closeTimeout = 5 * time.Second
 // create one per process and Close it on shutdown.
 type Client struct {
 	rdb   redis.UniversalClient
+	co    *coalescer // acquire and release calls
 	cfg   config
 	renew *renewer
 	hub   *waitHub
@@ -50,7 +51,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{rdb: rdb, cfg: cfg, hub: newWaitHub(rdb)}
+	c := &Client{rdb: rdb, co: &coalescer{rdb: rdb}, cfg: cfg, hub: newWaitHub(rdb)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.renew = newRenewer(c)
 	return c, nil
@@ -186,7 +187,14 @@ func (c *Client) try(ctx context.Context, key string, cfg *config) (*Lock, time.
 	owner := newOwnerID()
 	rkey := cfg.prefix + key
 	sent := time.Now()
-	res, err := acquireScript.Run(ctx, c.rdb, []string{rkey}, owner, cfg.ttl.Milliseconds(), cfg.holder).Int64Slice()
+	// If the caller gives up after the call was sent, release what it took.
+	abandoned := func(cmd *redis.Cmd) {
+		if res, err := cmd.Int64Slice(); err != nil || (len(res) == 2 && res[0] == 1) {
+			c.cleanup(rkey, owner, cfg)
+		}
+	}
+	res, err := c.co.run(ctx, acquireScript, []string{rkey},
+		[]any{owner, cfg.ttl.Milliseconds(), cfg.holder}, abandoned).Int64Slice()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("renewlock: acquire script returned %d values", len(res))
 	}
@@ -198,8 +206,10 @@ func (c *Client) try(ctx context.Context, key string, cfg *config) (*Lock, time.
 		return nil, 0, err
 	}
 	if res[0] == 0 {
-		wait := time.Duration(res[1]) * time.Millisecond
-		if wait <= 0 { // no expiry: not ours to fix; look again in one TTL
+		// PTTL is truncated to ms (0: expires within the millisecond); -1, a
+		// key without expiry, is not ours to fix: look again in one TTL.
+		wait := time.Duration(res[1]+1) * time.Millisecond
+		if res[1] < 0 {
 			wait = cfg.ttl
 		}
 		return nil, wait, nil
@@ -241,7 +251,8 @@ func (c *Client) cleanup(rkey, owner string, cfg *config) {
 // release runs the release script for l: true if it was ours and is now
 // released, false if it was not ours (nothing touched).
 func (c *Client) release(ctx context.Context, l *Lock) (bool, error) {
-	n, err := releaseScript.Run(ctx, c.rdb, []string{l.rkey}, l.owner, l.cfg.ttl.Milliseconds(), l.rkey).Int64()
+	n, err := c.co.run(ctx, releaseScript, []string{l.rkey},
+		[]any{l.owner, l.cfg.ttl.Milliseconds(), l.rkey}, nil).Int64()
 	return n == 1, err
 }
 
