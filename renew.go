@@ -36,8 +36,8 @@ type renewer struct {
 
 	mu       sync.Mutex
 	locks    map[*Lock]struct{}
-	inflight int       // batches on the wire
-	closed   bool      // drained by Close: add refuses
+	inflight int         // batches on the wire
+	closed   bool        // drained by Close: add refuses
 	wake     time.Time   // when timer fires next
 	timer    *time.Timer // wakes the loop at wake
 }
