@@ -254,12 +254,9 @@ func TestRunKilledKillsChildAndWaiterTakesOver(t *testing.T) {
 	after := tookOver.ModTime().Sub(killed)
 	t.Logf("waiter's command ran %v after the kill (TTL %v)", after, ttl)
 	// The lease runs out at most one TTL after the kill, and the waiter's
-	// fallback timer is set to the holder's remaining lease. The bound is
-	// two TTLs, not one, because of a core bug (client.go, try: a PTTL of 0,
-	// i.e. under 1 ms left, is taken for "no expiry" and the waiter sleeps a
-	// whole TTL more); it hits about 3 runs in 8. Tighten to ttl+slack once
-	// that is fixed.
-	if bound := 2*ttl + 500*time.Millisecond; after > bound {
+	// fallback timer is set to the holder's remaining lease; the slack covers
+	// process start-up under -race on a loaded machine.
+	if bound := ttl + 700*time.Millisecond; after > bound {
 		t.Fatalf("waiter took over %v after the holder died; want within %v", after, bound)
 	}
 }
