@@ -28,7 +28,11 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		// toxiproxy v2.5.0 can leave a toxic stub blocked on a channel send
+		// when a link is torn down right after a toxic was added or
+		// removed (its own bug, in its goroutines); everything else,
+		// renewlock's goroutines included, must be gone.
+		if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*ToxicStub).Run")); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
 			code = 1
 		}
