@@ -467,7 +467,7 @@ func (h *History) checkTakeover(r *Result, lim Limits, byKey map[string][]*holde
 		for key, hs := range byKey {
 			held := false
 			for _, hd := range hs {
-				if workload.WorkerOf(hd.worker) == f.Target && hd.start <= f.Start && hd.end > f.Start {
+				if workload.WorkerOf(hd.worker) == f.Target && hd.start <= f.Start && hd.end >= f.Start {
 					held = true
 				}
 			}
