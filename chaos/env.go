@@ -53,13 +53,13 @@ type EnvConfig struct {
 // Env is one running scenario: a lock Redis, clients, proxies, worker
 // processes, the observer and the history they all feed.
 type Env struct {
-	T     *testing.T
-	Cfg   EnvConfig
-	Redis *redistest.Server
-	Admin *redis.Client // direct, for injecting faults
-	Keys  []string
-	H     *History
-	Reg   *workload.Register
+	T     *testing.T         // the scenario's test
+	Cfg   EnvConfig          // how it was sized
+	Redis *redistest.Server  // the lock Redis, target of Redis faults
+	Admin *redis.Client      // direct connection for injecting faults
+	Keys  []string           // the contended lock keys
+	H     *History           // everything recorded
+	Reg   *workload.Register // the fenced resource
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -79,7 +79,7 @@ type Env struct {
 
 // Proc is one worker process.
 type Proc struct {
-	Name   string
+	Name   string // "p0", "p1", …: prefix of its loops' worker names
 	cmd    *exec.Cmd
 	stderr bytes.Buffer
 	exited chan struct{}

@@ -241,9 +241,9 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // StallThreshold is the lateness of a short sleep above which Probe reports
-// a stall: longer than renewlock.DefaultSafetyMargin, so a stall may explain
+// a stall: as long as renewlock.DefaultSafetyMargin, so a stall may explain
 // a loss signalled after Redis expiry.
-const StallThreshold = 15 * time.Millisecond
+const StallThreshold = 10 * time.Millisecond
 
 // Probe measures how late this process gets scheduled: it sleeps 5 ms in a
 // loop and emits a KindStall event for every wake-up later than
