@@ -395,9 +395,12 @@ func (h *History) checkLeads(r *Result, ttl int64, order []*holder) {
 		if lead <= 0 {
 			// The process should have signalled at the validity deadline,
 			// some 20 ms before e; was it scheduled at all then?
-			if st := h.stallDuring(processOf(hd.worker), e-int64(20*time.Millisecond), told); st > 0 {
+			// Excused only if the process was stalled for at least half
+			// of the time between that deadline and the signal.
+			from := e - int64(20*time.Millisecond)
+			if st := h.stalledWithin(processOf(hd.worker), from, told); st >= time.Duration(told-from)/2 {
 				hd.starved = true
-				r.Starved = append(r.Starved, fmt.Sprintf("%s told %v late; its process stalled %v", hd, -lead, st))
+				r.Starved = append(r.Starved, fmt.Sprintf("%s told %v late; its process was stalled %v of that window", hd, -lead, st))
 				continue
 			}
 			r.violate("c", "%s: told of loss %v after Redis could expire the key (acquire called %v, returned %v before told; expiry bounds: call %v, token %v, observed %v before told)",
@@ -415,15 +418,15 @@ func processOf(worker string) string {
 	return w
 }
 
-// stallDuring returns the longest stall of process overlapping [from, to].
-func (h *History) stallDuring(process string, from, to int64) time.Duration {
-	var longest time.Duration
+// stalledWithin returns how much of [from, to] process spent stalled.
+func (h *History) stalledWithin(process string, from, to int64) time.Duration {
+	var total int64
 	for _, s := range h.stalls {
-		if s.Worker == process && s.Call <= to && s.Ret >= from {
-			longest = max(longest, time.Duration(s.Ret-s.Call))
+		if s.Worker == process {
+			total += max(0, min(s.Ret, to)-max(s.Call, from))
 		}
 	}
-	return longest
+	return time.Duration(total)
 }
 
 // anyStall returns the longest stall of any process overlapping [from, to].
