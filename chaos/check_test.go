@@ -110,6 +110,10 @@ func TestCheckerCatchesLateLossSignal(t *testing.T) {
 	f.hold("c0/k", 100, 0, 1, 1600, workload.ClassLost, 1500)
 	wantViolation(t, check(f, false), "c")
 
+	// A short hiccup does not explain half a second of lateness.
+	f.ev(workload.Event{Kind: workload.KindStall, Worker: InProcName, Call: 1000 * msec, Ret: 1015 * msec})
+	wantViolation(t, check(f, false), "c")
+
 	// The same, but the holder's process was not scheduled meanwhile.
 	f.ev(workload.Event{Kind: workload.KindStall, Worker: InProcName, Call: 900 * msec, Ret: 1500 * msec})
 	r := check(f, false)
