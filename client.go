@@ -92,7 +92,7 @@ func (c *Client) TryAcquire(ctx context.Context, key string, opts ...Option) (*L
 	if err != nil {
 		return nil, err
 	}
-	l, wait, err := c.try(ctx, key, cfg)
+	l, wait, err := c.try(ctx, key, cfg, "")
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
@@ -116,7 +116,7 @@ func (c *Client) Acquire(ctx context.Context, key string, opts ...Option) (*Lock
 	wait := cfg.ttl
 	if !c.hub.waiting(ch) { // else queue behind this client's waiters
 		var l *Lock
-		l, wait, err = c.try(ctx, key, cfg)
+		l, wait, err = c.try(ctx, key, cfg, "")
 		if l != nil {
 			return l, nil
 		}
@@ -125,9 +125,11 @@ func (c *Client) Acquire(ctx context.Context, key string, opts ...Option) (*Lock
 }
 
 // wait is the slow path of Acquire: queue as a waiter and try again on each
-// release notification, or at the fallback time.
+// release notification, or at the fallback time; or take the lock straight
+// from a releasing goroutine of this Client (handOff).
 func (c *Client) wait(ctx context.Context, key string, cfg *config, wait time.Duration, lastErr error) (*Lock, error) {
-	w, err := c.hub.join(cfg.prefix + key)
+	ch := cfg.prefix + key
+	w, err := c.hub.join(ch, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +140,7 @@ func (c *Client) wait(ctx context.Context, key string, cfg *config, wait time.Du
 	if !w.head {
 		ready = nil // the head covers notifications; we wait our turn
 	}
+	adopt := "" // owner id to retry with after a hand-off of unknown outcome
 	backoff := 10 * time.Millisecond
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -154,37 +157,70 @@ func (c *Client) wait(ctx context.Context, key string, cfg *config, wait time.Du
 		case <-ready:
 			ready = nil
 		case <-w.wake:
+			if d := c.hub.yieldLeft(ch); d > 0 {
+				// Another client was told of the release: let it go first.
+				wait, lastErr = d, nil
+				continue
+			}
 		case <-timer.C:
+		case ho := <-w.handed:
+			if ho.lock != nil {
+				acquired = true
+				return ho.lock, nil
+			}
+			if adopt = ho.adopt; adopt == "" {
+				wait, lastErr = cfg.ttl, nil // still held: wait for the next release
+				continue
+			}
 		case <-ctx.Done():
+			err := fmt.Errorf("renewlock: acquire %q: %w", key, ctx.Err())
 			if lastErr != nil {
-				return nil, fmt.Errorf("renewlock: acquire %q: %w (last error: %v)", key, ctx.Err(), lastErr)
+				err = fmt.Errorf("renewlock: acquire %q: %w (last error: %v)", key, ctx.Err(), lastErr)
 			}
-			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, ctx.Err())
+			return nil, c.giveUp(w, err)
 		case <-c.ctx.Done():
-			return nil, ErrClientClosed
+			return nil, c.giveUp(w, ErrClientClosed)
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
+		timer.Stop()
 		var l *Lock
-		l, wait, lastErr = c.try(ctx, key, cfg)
+		l, wait, lastErr = c.try(ctx, key, cfg, adopt)
+		adopt = ""
 		if l != nil {
 			acquired = true
+			l.cohort = c.hub.queued(ch) - 1 // the waiters behind this one
 			return l, nil
 		}
 		if lastErr != nil && ctx.Err() != nil {
-			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, ctx.Err())
+			return nil, c.giveUp(w, fmt.Errorf("renewlock: acquire %q: %w", key, ctx.Err()))
 		}
 	}
 }
 
-// try runs the acquire script once. It returns the lock, or the holder's
-// remaining TTL, or an error.
-func (c *Client) try(ctx context.Context, key string, cfg *config) (*Lock, time.Duration, error) {
-	owner := newOwnerID()
+// giveUp ends a wait that failed with err. If a release was just handing
+// the lock to w, it takes the outcome and releases what it got, so that a
+// waiter that gives up leaves nothing held.
+func (c *Client) giveUp(w *waiter, err error) error {
+	if !c.hub.withdraw(w) {
+		return err
+	}
+	ho := <-w.handed
+	switch {
+	case ho.lock != nil:
+		ctx, cancel := context.WithTimeout(context.Background(), min(ho.lock.cfg.ttl, closeTimeout))
+		defer cancel()
+		_ = ho.lock.Release(ctx)
+	case ho.adopt != "":
+		c.cleanup(w.ch, ho.adopt, w.cfg)
+	}
+	return err
+}
+
+// try runs the acquire script once, with a new owner id, or with owner if
+// not empty. It returns the lock, or the holder's remaining TTL, or an error.
+func (c *Client) try(ctx context.Context, key string, cfg *config, owner string) (*Lock, time.Duration, error) {
+	if owner == "" {
+		owner = newOwnerID()
+	}
 	rkey := cfg.prefix + key
 	sent := time.Now()
 	// If the caller gives up after the call was sent, release what it took.
@@ -249,11 +285,25 @@ func (c *Client) cleanup(rkey, owner string, cfg *config) {
 }
 
 // release runs the release script for l: true if it was ours and is now
-// released, false if it was not ours (nothing touched).
+// released, false if it was not ours (nothing touched). If other clients
+// wait for the key, this client's waiters let them go first.
 func (c *Client) release(ctx context.Context, l *Lock) (bool, error) {
-	n, err := c.co.run(ctx, releaseScript, []string{l.rkey},
-		[]any{l.owner, l.cfg.ttl.Milliseconds(), l.rkey}, nil).Int64()
-	return n == 1, err
+	own := c.hub.ownSubscriptions(l.rkey)
+	if own > 0 {
+		c.hub.expectOwnRelease(l.rkey)
+	}
+	res, err := c.co.run(ctx, releaseScript, []string{l.rkey},
+		[]any{l.owner, l.cfg.ttl.Milliseconds(), l.rkey}, nil).Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("renewlock: release script returned %d values", len(res))
+	}
+	if own > 0 && (err != nil || res[0] != 1 || res[1] <= int64(own)) {
+		c.hub.cancelOwnRelease(l.rkey) // nobody else was told
+	}
+	if err != nil {
+		return false, err
+	}
+	return res[0] == 1, nil
 }
 
 // Do takes key (waiting as Acquire does), runs fn, and releases the lock,

@@ -27,6 +27,10 @@ type Lock struct {
 	retryAt   time.Time // after a failed renewal: not before this
 	inflight  bool      // a renewal for this lock is on the wire
 
+	// Hand-off bookkeeping (see handOff), set before the Lock is returned.
+	cohort int // hand-offs to local waiters left in this cohort
+	chain  int // hand-offs in a row since the lock was last taken from Redis
+
 	mu         sync.Mutex
 	done       chan struct{}
 	err        error // why done was closed
@@ -143,6 +147,16 @@ func (l *Lock) Release(ctx context.Context) error {
 	case notOurs:
 		result = lostErr
 	default:
+		if lostErr == nil {
+			if handled, err := l.c.handOff(ctx, l); handled {
+				l.mu.Lock()
+				if l.err != ErrReleased || err == nil { // a definitive outcome
+					l.released, l.releaseErr = true, err
+				}
+				l.mu.Unlock()
+				return err
+			}
+		}
 		ok, err := l.c.release(ctx, l)
 		if err != nil {
 			// Unknown outcome: renewal is stopped, so the lease ends within

@@ -50,15 +50,38 @@ type chanState struct {
 	pending    int           // SUBSCRIBEs sent and not yet confirmed
 	confirmed  bool          // Redis confirmed the current subscription
 	ready      chan struct{} // closed when confirmed
+	// After releasing to other clients, this client's waiters let them go
+	// first: the release's own notification wakes the head only at
+	// yieldUntil; the next notification (another client released) at once.
+	skipNext   bool
+	yieldUntil time.Time
 }
 
 type waiter struct {
-	ch    string
-	st    *chanState
-	wake  chan struct{} // buffered 1: "try now"
-	ready <-chan struct{}
-	head  bool // was first in its queue when it joined
+	ch     string
+	cfg    *config
+	st     *chanState
+	wake   chan struct{} // buffered 1: "try now"
+	handed chan handoff  // buffered 1: outcome of a hand-off to this waiter
+	ready  <-chan struct{}
+	head   bool // was first in its queue when it joined
+
+	// Guarded by the hub's mu.
+	reserved bool // a Release is handing the lock to this waiter
+	gone     bool // giving up: not to be reserved
 }
+
+// handoff is what a releasing lock of the same client tells a reserved
+// waiter: here is the lock; or retry adopting this owner id (the outcome
+// was unknown); or neither: keep waiting.
+type handoff struct {
+	lock  *Lock
+	adopt string
+}
+
+// yieldFor is how long a client's waiters hold back after it released a lock
+// that other clients wait for, so that one of those gets it.
+const yieldFor = 2 * time.Millisecond
 
 func newWaitHub(rdb redis.UniversalClient) *waitHub {
 	return &waitHub{
@@ -79,7 +102,7 @@ func (h *waitHub) waiting(ch string) bool {
 }
 
 // join queues a waiter for ch, subscribing if it is the first.
-func (h *waitHub) join(ch string) (*waiter, error) {
+func (h *waitHub) join(ch string, cfg *config) (*waiter, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -99,7 +122,8 @@ func (h *waitHub) join(ch string) (*waiter, error) {
 		st.ready = make(chan struct{})
 		h.send(subOp{subscribe: true, channel: ch})
 	}
-	w := &waiter{ch: ch, st: st, wake: make(chan struct{}, 1), ready: st.ready, head: len(st.queue) == 0}
+	w := &waiter{ch: ch, cfg: cfg, st: st, wake: make(chan struct{}, 1), handed: make(chan handoff, 1),
+		ready: st.ready, head: len(st.queue) == 0}
 	st.queue = append(st.queue, w)
 	return w, nil
 }
@@ -130,6 +154,96 @@ func (h *waitHub) leave(w *waiter, acquired bool) {
 			delete(h.chans, w.ch)
 		}
 	}
+}
+
+// queued returns the number of waiters of this client for ch.
+func (h *waitHub) queued(ch string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if st := h.chans[ch]; st != nil {
+		return len(st.queue)
+	}
+	return 0
+}
+
+// reserve picks the first waiter for ch that a Release may hand the lock
+// to, and reports how many subscriptions to ch this client has (0 or 1).
+func (h *waitHub) reserve(ch string) (*waiter, int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.chans[ch]
+	if st == nil || h.closed {
+		return nil, 0
+	}
+	own := 0
+	if st.confirmed {
+		own = 1
+	}
+	for _, w := range st.queue {
+		if !w.gone && !w.reserved {
+			w.reserved = true
+			return w, own
+		}
+	}
+	return nil, own
+}
+
+// deliver ends w's reservation with the hand-off's outcome.
+func (h *waitHub) deliver(w *waiter, ho handoff) {
+	h.mu.Lock()
+	w.reserved = false
+	h.mu.Unlock()
+	w.handed <- ho // buffered, and only one reservation at a time
+}
+
+// withdraw marks w as giving up. It reports whether a hand-off to w is under
+// way, whose outcome w must then take from w.handed.
+func (h *waitHub) withdraw(w *waiter) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w.gone = true
+	return w.reserved
+}
+
+// ownSubscriptions returns how many subscriptions to ch this client has
+// that Redis confirmed (0 or 1).
+func (h *waitHub) ownSubscriptions(ch string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if st := h.chans[ch]; st != nil && st.confirmed {
+		return 1
+	}
+	return 0
+}
+
+// expectOwnRelease makes this client's waiters for ch let other clients go
+// first after the release about to be sent. Call it before sending, since
+// the release's notification may arrive before its reply.
+func (h *waitHub) expectOwnRelease(ch string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if st := h.chans[ch]; st != nil {
+		st.skipNext, st.yieldUntil = true, time.Now().Add(yieldFor)
+	}
+}
+
+// cancelOwnRelease undoes expectOwnRelease: nobody else waits after all.
+func (h *waitHub) cancelOwnRelease(ch string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if st := h.chans[ch]; st != nil {
+		st.skipNext, st.yieldUntil = false, time.Time{}
+	}
+}
+
+// yieldLeft returns how much longer this client's waiters for ch hold back.
+func (h *waitHub) yieldLeft(ch string) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if st := h.chans[ch]; st != nil {
+		return time.Until(st.yieldUntil)
+	}
+	return 0
 }
 
 func signal(c chan struct{}) {
@@ -217,12 +331,20 @@ func (h *waitHub) receiver() {
 	}
 }
 
-// notify wakes the head waiter of ch.
+// notify wakes the head waiter of ch. A notification of this client's own
+// release for other clients keeps the yield; any other ends it.
 func (h *waitHub) notify(ch string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if st := h.chans[ch]; st != nil && len(st.queue) > 0 {
-		signal(st.queue[0].wake)
+	if st := h.chans[ch]; st != nil {
+		if st.skipNext {
+			st.skipNext = false
+		} else {
+			st.yieldUntil = time.Time{}
+		}
+		if len(st.queue) > 0 {
+			signal(st.queue[0].wake)
+		}
 	}
 }
 
