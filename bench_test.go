@@ -111,9 +111,10 @@ func BenchmarkRenewBatch(b *testing.B) {
 			c := benchClient(b, rdb, WithTTL(time.Hour))
 			locks := acquireMany(b, c, "bench:renew:", n)
 			ctx := context.Background()
+			var loaded atomic.Bool
 			b.ReportAllocs()
 			for b.Loop() {
-				for i, r := range renewMany(ctx, rdb, locks) {
+				for i, r := range renewMany(ctx, rdb, &loaded, locks) {
 					if r.err != nil || !r.renewed {
 						b.Fatalf("lock %d not renewed: %v", i, r.err)
 					}

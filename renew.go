@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,7 +16,7 @@ import (
 const (
 	// renewChunk bounds the keys renewed by one script call, so that no call
 	// holds Redis for long (a few hundred µs) while other clients wait.
-	renewChunk = 256
+	renewChunk = 128
 	// maxInflightBatches bounds concurrent renewal round trips per client.
 	// Normally there is at most one; more appear only when Redis is slow.
 	maxInflightBatches = 4
@@ -36,10 +37,14 @@ type renewer struct {
 
 	mu       sync.Mutex
 	locks    map[*Lock]struct{}
-	inflight int         // batches on the wire
-	closed   bool        // drained by Close: add refuses
-	wake     time.Time   // when timer fires next
-	timer    *time.Timer // wakes the loop at wake
+	inflight int  // batches on the wire
+	closed   bool // drained by Close: add refuses
+
+	// scriptLoaded says the renew script is known to be in Redis's cache, so
+	// batches are sent by SHA; until then (and after NOSCRIPT) by source.
+	scriptLoaded atomic.Bool
+	wake         time.Time   // when timer fires next
+	timer        *time.Timer // wakes the loop at wake
 }
 
 func newRenewer(c *Client) *renewer {
@@ -193,7 +198,7 @@ func (r *renewer) batch(locks []*Lock) {
 	}
 	ctx, cancel := context.WithDeadline(r.c.ctx, deadline)
 	sent := time.Now()
-	res := renewMany(ctx, r.c.rdb, locks)
+	res := renewMany(ctx, r.c.rdb, &r.scriptLoaded, locks)
 	cancel()
 
 	now := time.Now()
@@ -243,11 +248,13 @@ type renewResult struct {
 
 // renewMany renews locks with as few round trips as possible: one pipeline of
 // script calls of at most renewChunk keys each, grouped by hash slot on a
-// cluster. A second round trip happens only after NOSCRIPT.
-func renewMany(ctx context.Context, rdb redis.UniversalClient, locks []*Lock) []renewResult {
+// cluster. The script goes by SHA once loaded is set, else by source (which
+// loads it); a second round trip happens only after an unexpected NOSCRIPT.
+func renewMany(ctx context.Context, rdb redis.UniversalClient, loaded *atomic.Bool, locks []*Lock) []renewResult {
 	groups := group(rdb, locks)
 	out := make([]renewResult, len(locks))
 	pending := groups
+	bySHA := loaded.Load()
 	for attempt := 0; attempt < 2 && len(pending) > 0; attempt++ {
 		pipe := rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(pending))
@@ -259,7 +266,7 @@ func renewMany(ctx context.Context, rdb redis.UniversalClient, locks []*Lock) []
 				keys[j] = l.rkey
 				args = append(args, l.owner, l.cfg.ttl.Milliseconds())
 			}
-			if attempt == 0 {
+			if bySHA {
 				cmds[i] = renewScript.EvalSha(ctx, pipe, keys, args...)
 			} else {
 				cmds[i] = renewScript.Eval(ctx, pipe, keys, args...)
@@ -272,9 +279,15 @@ func renewMany(ctx context.Context, rdb redis.UniversalClient, locks []*Lock) []
 			if err == nil && len(vals) != len(g) {
 				err = fmt.Errorf("renewlock: renew script returned %d results for %d keys", len(vals), len(g))
 			}
-			if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") && attempt == 0 {
-				retry = append(retry, g)
-				continue
+			if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				loaded.Store(false) // flushed, or Redis restarted
+				if attempt == 0 {
+					retry = append(retry, g)
+					continue
+				}
+			}
+			if err == nil && !bySHA {
+				loaded.Store(true)
 			}
 			for j, idx := range g {
 				if err != nil {
@@ -284,7 +297,7 @@ func renewMany(ctx context.Context, rdb redis.UniversalClient, locks []*Lock) []
 				}
 			}
 		}
-		pending = retry
+		pending, bySHA = retry, false
 	}
 	return out
 }

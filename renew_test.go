@@ -250,8 +250,8 @@ func TestRenewalIsBatched(t *testing.T) {
 			t.Fatalf("lock %s lost while held: %v", l.Key(), l.Err())
 		}
 	}
-	// Each renewal of all n locks takes ceil(n/256) script calls.
-	perRound := int64((n + 255) / 256)
+	// Each renewal of all n locks takes ceil(n/128) script calls.
+	perRound := int64((n + 127) / 128)
 	rounds := float64(calls) / float64(perRound)
 	t.Logf("%d script calls in %v for %d locks: %.1f full renewal rounds (interval %v)", calls, window, n, rounds, interval)
 	if calls > 3*perRound*int64(window/interval) {
