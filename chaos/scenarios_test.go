@@ -136,7 +136,7 @@ func TestChaos(t *testing.T) {
 				TTL: ttl, OverlapAllowed: sc.overlapAllowed,
 				TakeoverSlack: 250 * time.Millisecond, CheckTimeout: max(30*time.Second, dur),
 			})
-			r := row{sc: sc, clients: "3 goroutine clients + 2 processes (×4 keys)", cycles: cycles,
+			r := row{sc: sc, clients: fmt.Sprintf("%d+%d", len(e.Proxies), e.procSeq), cycles: cycles,
 				res: res, warns: e.Warns.Load(), duration: time.Since(start)}
 			r.verdict = verdict(sc, res)
 			rows = append(rows, r)
@@ -185,11 +185,11 @@ func verdict(sc scenario, r *Result) string {
 }
 
 func header() string {
-	return "| scenario | injected | cycles | acquisitions | acquire errors | writes ok/rejected | losses | (a) overlaps (max) | (b) | (c) lead min/p50 | late losses | (d) takeover p50/p99 | (e) | late under CPU stall | max stall | renew warnings | verdict |"
+	return "| scenario | injected | cycles | clients (goroutine+process) | acquisitions | acquire errors | writes ok/rejected | losses | (a) overlaps (max) | (b) | (c) lead min/p50 | late losses | (d) takeover p50/p99 | (e) | late under CPU stall | max stall | renew warnings | verdict |"
 }
 
 func headerRule() string {
-	return "|" + strings.Repeat("---|", 17)
+	return "|" + strings.Repeat("---|", 18)
 }
 
 func (r row) String() string {
@@ -227,8 +227,8 @@ func (r row) String() string {
 	if res.StarvedOverlaps > 0 {
 		starved += fmt.Sprintf(" (%d overlaps)", res.StarvedOverlaps)
 	}
-	return fmt.Sprintf("| %s | %s | %d | %d | %s | %d/%d | %s | %s | %d | %s | %s | %s | %d | %s | %v | %d | %s |",
-		r.sc.name, r.sc.injected, r.cycles, res.Acquisitions, errs, res.Accepted, res.Rejected, losses,
+	return fmt.Sprintf("| %s | %s | %d | %s | %d | %s | %d/%d | %s | %s | %d | %s | %s | %s | %d | %s | %v | %d | %s |",
+		r.sc.name, r.sc.injected, r.cycles, r.clients, res.Acquisitions, errs, res.Accepted, res.Rejected, losses,
 		ov, len(res.Violations["b"]), lead, late, take, len(res.Violations["e"]), starved, ms(res.MaxStall), r.warns, r.verdict)
 }
 
