@@ -128,8 +128,9 @@ func (c *Client) List(ctx context.Context, pattern string) ([]Info, error) {
 // the waiters, in one round trip. It is an operator's escape hatch for a
 // holder that is known to be dead; a live holder learns of the loss at its
 // next renewal, and until then may still act on the resource, so only
-// fencing tokens keep the resource safe. The token tombstone stays, so the
-// next holder's token is still larger. It returns what was removed (with a
+// fencing tokens keep the resource safe. The next holder's token is still
+// larger (tokens never go below the server clock, and a token ahead of the
+// clock is kept as a tombstone). It returns what was removed (with a
 // zero TTL), or an error wrapping ErrNotHeld if nobody held the key.
 func (c *Client) ForceRelease(ctx context.Context, key string) (*Info, error) {
 	if err := c.checkOperatorArgs(ctx, key); err != nil {

@@ -11,10 +11,10 @@
 -- {3, token} taken, but the releasing owner's lease had lapsed.
 --
 -- The key is a hash: o = owner id, t = fencing token, h = holder, a = time
--- taken (server clock, µs). A released lock keeps only t for a while (a
--- tombstone), so the next token is above it even within one microsecond.
--- Tokens are never below the server clock in microseconds, so they keep
--- increasing after the key expired or Redis restarted empty.
+-- taken (server clock, µs). Tokens are never below the server clock in
+-- microseconds, so they keep increasing after a release, after the key
+-- expired, and after Redis restarted empty. A token at or ahead of the clock
+-- survives its release as a tombstone (only t), so the next one is above it.
 local cur = redis.call('HMGET', KEYS[1], 'o', 't')
 local from = ARGV[4] or ''
 local code = 1
@@ -27,19 +27,23 @@ if cur[1] then
   if cur[1] ~= from then
     return {0, redis.call('PTTL', KEYS[1])}
   end
-  if ARGV[6] ~= '-1' then
-    local subs = redis.call('PUBSUB', 'NUMSUB', ARGV[5])[2]
-    if subs > tonumber(ARGV[6]) then
+end
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000000 + tonumber(now[2])
+if cur[1] then -- handing off from ARGV[4]
+  if ARGV[6] ~= '-1' and redis.call('PUBSUB', 'NUMSUB', ARGV[5])[2] > tonumber(ARGV[6]) then
+    -- Other clients wait: release for them (as release.lua does).
+    if tonumber(cur[2]) < now then
+      redis.call('DEL', KEYS[1])
+    else
       redis.call('HDEL', KEYS[1], 'o', 'h', 'a')
       redis.call('PEXPIRE', KEYS[1], ARGV[7])
-      return {2, redis.call('PUBLISH', ARGV[5], '')}
     end
+    return {2, redis.call('PUBLISH', ARGV[5], '')}
   end
 elseif from ~= '' then
   code = 3
 end
-local now = redis.call('TIME')
-now = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local token = now
 if cur[2] then
   local last = tonumber(cur[2])
