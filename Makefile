@@ -1,0 +1,37 @@
+# The few commands people need. `make test` is what CI runs (.ci/run).
+GO ?= go
+FUZZTIME ?= 5s
+
+.PHONY: test vet unit chaos fuzz bench demo lint
+
+test: vet unit chaos fuzz
+
+vet:
+	gofmt -l . | (! grep .) || (echo "gofmt: the files above are not formatted" && false)
+	$(GO) vet ./...
+	cd chaos && $(GO) vet ./...
+	cd bench && $(GO) vet ./... && $(GO) build ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+chaos:
+	cd chaos && $(GO) test -race -count=1 ./...
+
+# Brief coverage-guided fuzzing of every parser of user input: key names and
+# option values (library), Redis URLs and durations (CLI).
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzAcquire$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzRedisTarget$$' -fuzztime $(FUZZTIME) ./internal/cli
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDuration$$' -fuzztime $(FUZZTIME) ./internal/cli
+	cd chaos && $(GO) test -run '^$$' -fuzz '^FuzzOptions$$' -fuzztime $(FUZZTIME) .
+	cd chaos && $(GO) test -run '^$$' -fuzz '^FuzzKeys$$' -fuzztime $(FUZZTIME) .
+
+bench:
+	cd bench && $(GO) run .
+
+demo:
+	$(GO) run ./cmd/renewlock demo
+
+lint:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
