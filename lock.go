@@ -31,6 +31,7 @@ type Lock struct {
 	cohort int // hand-offs to local waiters left in this cohort
 	chain  int // hand-offs in a row since the lock was last taken from Redis
 
+	relMu      sync.Mutex // one Release at a time
 	mu         sync.Mutex
 	done       chan struct{}
 	err        error // why done was closed
@@ -129,6 +130,8 @@ func (l *Lock) Release(ctx context.Context) error {
 	if ctx == nil {
 		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
+	l.relMu.Lock()
+	defer l.relMu.Unlock()
 	l.c.renew.remove(l)
 	l.mu.Lock()
 	if l.released {

@@ -112,3 +112,37 @@ func TestDoCancelsOnLoss(t *testing.T) {
 		t.Fatalf("Do = %v, want ErrLeaseLost", err)
 	}
 }
+
+// Concurrent Releases of one lock release it once; every caller gets nil.
+func TestConcurrentRelease(t *testing.T) {
+	_, _, c := setup(t)
+	ctx := ctxT(t, 10*time.Second)
+	key := uniqueKey(t)
+	l, err := c.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiter := make(chan *renewlock.Lock, 1)
+	go func() {
+		l2, err := c.Acquire(ctx, key) // a local waiter: Release hands off to it
+		if err != nil {
+			t.Error(err)
+		}
+		waiter <- l2
+	}()
+	time.Sleep(50 * time.Millisecond)
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		go func() { errs <- l.Release(ctx) }()
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent Release: %v", err)
+		}
+	}
+	l2 := <-waiter
+	if l2.Err() != nil {
+		t.Fatalf("the waiter's lock: %v", l2.Err())
+	}
+	_ = l2.Release(ctx)
+}
