@@ -126,3 +126,49 @@ func TestReleaseBetweenAttemptAndSubscribeIsNotMissed(t *testing.T) {
 		_ = waiter.Close()
 	}
 }
+
+// After Redis restarts empty, a waiter does not sleep out the old holder's
+// TTL: its subscription is restored on a new connection, which wakes it to
+// try at once; the old holder hears at its next renewal that it lost the lock.
+func TestRestartWakesWaitersAndTellsHolder(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	srv, _, holder := setup(t, renewlock.WithRenewInterval(interval)) // TTL 10 s
+	waiter := newClient(t, srv.Client())
+	ctx := ctxT(t, 30*time.Second)
+	key := uniqueKey(t)
+	l, err := holder.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *renewlock.Lock, 1)
+	go func() {
+		l2, err := waiter.Acquire(ctx, key)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l2
+	}()
+	probe := srv.Client()
+	waitFor(t, 5*time.Second, "the waiter's subscription", func() bool {
+		return numSub(t, probe, renewlock.DefaultKeyPrefix+key) == 1
+	})
+	srv.Restart()
+	restarted := time.Now()
+	var l2 *renewlock.Lock
+	select {
+	case l2 = <-got:
+	case <-time.After(5 * time.Second): // the old lease had ~10 s left
+		t.Fatal("waiter still asleep 5 s after Redis restarted empty")
+	}
+	t.Logf("waiter acquired %v after the restart", time.Since(restarted))
+	if l2 == nil {
+		t.FailNow()
+	}
+	if l2.Token() <= l.Token() {
+		t.Fatalf("token after restart %d, before %d", l2.Token(), l.Token())
+	}
+	if !closedWithin(l.Done(), 2*time.Second) || !errors.Is(l.Err(), renewlock.ErrLeaseLost) {
+		t.Fatalf("old holder not told of the loss: %v", l.Err())
+	}
+	_ = l2.Release(ctx)
+}

@@ -268,3 +268,22 @@ func TestRenewalIsBatched(t *testing.T) {
 		_ = l.Release(ctx)
 	}
 }
+
+// Renewal does not depend on the ctx the lock was acquired with: cancelling
+// it after Acquire returns leaves the lock held and renewed.
+func TestRenewalOutlivesAcquireContext(t *testing.T) {
+	const ttl = 300 * time.Millisecond
+	_, _, c := setup(t, renewlock.WithTTL(ttl))
+	ctx, cancel := context.WithCancel(context.Background())
+	l, err := c.Acquire(ctx, uniqueKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if closedWithin(l.Done(), 4*ttl) {
+		t.Fatalf("lock lost after its acquire ctx was cancelled: %v", l.Err())
+	}
+	if err := l.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
