@@ -4,17 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/renewlock/renewlock/internal/redisserver"
 )
 
 // demoServer is the Redis the demo runs against when none was named.
@@ -39,91 +37,30 @@ func startDemoServer(ctx context.Context, stderr io.Writer) (*demoServer, error)
 }
 
 // startRedisServer runs bin without persistence in a temporary directory.
+// It dies with us, even if we are killed (Linux, FreeBSD).
 func startRedisServer(ctx context.Context, bin string) (*demoServer, error) {
-	dir, err := os.MkdirTemp("", "renewlock-demo-")
+	s, err := redisserver.Start(redisserver.Config{Binary: bin})
 	if err != nil {
 		return nil, err
 	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		cmd := exec.Command(bin,
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-			"--save", "", "--appendonly", "no", "--daemonize", "no",
-			"--protected-mode", "no", "--logfile", filepath.Join(dir, "redis.log"))
-		configureChild(cmd, true) // dies with us, even if we are killed
-		if err := cmd.Start(); err != nil {
-			lastErr = err
-			continue
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		stop := func() {
-			_ = cmd.Process.Kill()
-			<-exited
-			_ = os.RemoveAll(dir)
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		version, err := waitForRedis(ctx, addr, exited)
-		if err != nil {
-			stop()
-			lastErr = err
-			if dir, err = os.MkdirTemp("", "renewlock-demo-"); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		return &demoServer{
-			URL:  "redis://" + addr,
-			Desc: fmt.Sprintf("a temporary redis-server %s on %s (pid %d)", version, addr, cmd.Process.Pid),
-			stop: stop,
-		}, nil
-	}
-	_ = os.RemoveAll(dir)
-	return nil, fmt.Errorf("starting redis-server: %v", lastErr)
+	return &demoServer{
+		URL:  s.URL(),
+		Desc: fmt.Sprintf("a temporary redis-server %s on %s (pid %d)", redisVersion(ctx, s.Addr()), s.Addr(), s.PID()),
+		stop: s.Stop,
+	}, nil
 }
 
-// waitForRedis polls addr until it answers PING, and returns its version.
-func waitForRedis(ctx context.Context, addr string, exited <-chan struct{}) (string, error) {
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+// redisVersion returns the version the server at addr reports, or "".
+func redisVersion(ctx context.Context, addr string) string {
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		err := rdb.Ping(pctx).Err()
-		cancel()
-		if err == nil {
-			info, _ := rdb.Info(ctx, "server").Result()
-			for _, line := range strings.Split(info, "\n") {
-				if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
-					return v, nil
-				}
-			}
-			return "", nil
+	info, _ := rdb.Info(ctx, "server").Result()
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+			return v
 		}
-		select {
-		case <-exited:
-			return "", fmt.Errorf("redis-server on %s exited at start", addr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("redis-server on %s not ready after 10s: %v", addr, err)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ""
 }
 
 // startMiniredis starts an embedded miniredis on a loopback port. miniredis

@@ -1,0 +1,9 @@
+//go:build unix && !linux && !freebsd
+
+package redisserver
+
+import "syscall"
+
+// setParentDeathSignal does nothing here: this platform has no parent-death
+// signal, so Stop must be called.
+func setParentDeathSignal(*syscall.SysProcAttr) {}
