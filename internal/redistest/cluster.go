@@ -1,0 +1,292 @@
+package redistest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// CLIBinary is the redis-cli executable used to form clusters; override
+// with $REDIS_CLI.
+func CLIBinary() string {
+	if b := os.Getenv("REDIS_CLI"); b != "" {
+		return b
+	}
+	return "redis-cli"
+}
+
+// clusterReadyTimeout bounds forming a cluster: redis-cli's own waits plus
+// the gossip until every node reports cluster_state:ok.
+const clusterReadyTimeout = 30 * time.Second
+
+// Cluster is a Redis Cluster of masters without replicas, on loopback,
+// owned by a test. Its nodes stop when the test ends.
+type Cluster struct {
+	t     testing.TB
+	nodes []*Server
+}
+
+// StartCluster starts masters redis-server processes in cluster mode (at
+// least 3, as redis-cli requires), joins them with
+// `redis-cli --cluster create`, which spreads the 16384 slots evenly, and
+// returns once every node reports cluster_state:ok. It fails t with a clear
+// message if redis-server or redis-cli is not installed.
+func StartCluster(t testing.TB, masters int) *Cluster {
+	t.Helper()
+	if masters < 3 {
+		t.Fatalf("redistest: StartCluster(%d): a Redis Cluster needs at least 3 masters", masters)
+	}
+	cli, err := exec.LookPath(CLIBinary())
+	if err != nil {
+		t.Fatalf("redistest: %s not found in PATH: it forms the test cluster; install it (apt-get install redis-tools) or set $REDIS_CLI: %v", CLIBinary(), err)
+	}
+	c := &Cluster{t: t}
+	for range masters {
+		c.nodes = append(c.nodes, startClusterNode(t))
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), clusterReadyTimeout)
+	defer cancel()
+	args := []string{"--cluster", "create"}
+	for _, n := range c.nodes {
+		args = append(args, n.Addr())
+	}
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	cmd := exec.CommandContext(ctx, cli, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("redistest: %s %s: %v\n%s", cli, strings.Join(args, " "), err, out)
+	}
+	// redis-cli reports a failed check in its output, yet exits 0.
+	if !bytes.Contains(out, []byte("[OK] All 16384 slots covered")) {
+		t.Fatalf("redistest: %s %s did not cover all slots:\n%s", cli, strings.Join(args, " "), out)
+	}
+	if err := c.waitReady(ctx); err != nil {
+		t.Fatalf("redistest: cluster on %s not ready: %v", strings.Join(c.addrs(), ","), err)
+	}
+	return c
+}
+
+// startClusterNode starts one cluster-mode server. The cluster bus port is
+// picked as a free port too: the default (port + 10000) is out of range for
+// half of the ephemeral ports, and may be taken. (Start retries with a new
+// client port if that one collides with the bus port.)
+func startClusterNode(t testing.TB) *Server {
+	t.Helper()
+	bus, err := freePort()
+	if err != nil {
+		t.Fatalf("redistest: finding a free cluster bus port: %v", err)
+	}
+	return Start(t,
+		"--cluster-enabled", "yes",
+		"--cluster-config-file", "nodes.conf",
+		"--cluster-node-timeout", "2000",
+		"--cluster-port", strconv.Itoa(bus),
+	)
+}
+
+func (c *Cluster) addrs() []string {
+	out := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = n.Addr()
+	}
+	return out
+}
+
+// waitReady polls every node until it reports cluster_state:ok and knows
+// all other nodes, so that a client's first CLUSTER SLOTS gets the full map.
+func (c *Cluster) waitReady(ctx context.Context) error {
+	for _, n := range c.nodes {
+		rdb := redis.NewClient(&redis.Options{Addr: n.Addr(), MaxRetries: -1})
+		var last string
+		for {
+			info, err := rdb.ClusterInfo(ctx).Result()
+			if err == nil {
+				if clusterInfoField(info, "cluster_state") == "ok" &&
+					clusterInfoField(info, "cluster_known_nodes") == strconv.Itoa(len(c.nodes)) &&
+					clusterInfoField(info, "cluster_slots_ok") == "16384" {
+					break
+				}
+				last = info
+			} else {
+				last = err.Error()
+			}
+			select {
+			case <-ctx.Done():
+				_ = rdb.Close()
+				return fmt.Errorf("node %s: %w; last CLUSTER INFO: %s", n.Addr(), ctx.Err(), last)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		_ = rdb.Close()
+	}
+	return nil
+}
+
+// clusterInfoField returns the value of name in a CLUSTER INFO reply.
+func clusterInfoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// Nodes returns the cluster's servers (all masters), in the order given to
+// redis-cli.
+func (c *Cluster) Nodes() []*Server { return append([]*Server(nil), c.nodes...) }
+
+// Addrs returns the nodes' addresses.
+func (c *Cluster) Addrs() []string { return c.addrs() }
+
+// Client returns a go-redis cluster client seeded with every node, closed
+// when the test ends. opts may adjust the options (Addrs is set already).
+func (c *Cluster) Client(opts ...func(*redis.ClusterOptions)) *redis.ClusterClient {
+	o := &redis.ClusterOptions{Addrs: c.addrs()}
+	for _, f := range opts {
+		f(o)
+	}
+	rdb := redis.NewClusterClient(o)
+	c.t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// SentinelMaster is the name under which a Sentinel started by
+// StartSentinel monitors its master.
+const SentinelMaster = "mymaster"
+
+// Sentinel is one Redis Sentinel process owned by a test, monitoring one
+// master as SentinelMaster with a quorum of 1. It stops when the test ends.
+type Sentinel struct {
+	t      testing.TB
+	dir    string
+	port   int
+	master *Server
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// StartSentinel starts a Sentinel (redis-server CONF --sentinel) on a free
+// loopback port that monitors master, and returns once it answers and
+// reports master's address for SentinelMaster. Failure detection is short
+// (1 s down-after), for tests that kill the master.
+func StartSentinel(t testing.TB, master *Server) *Sentinel {
+	t.Helper()
+	if _, err := exec.LookPath(Binary()); err != nil {
+		t.Fatalf("redistest: %s not found in PATH: install Redis (apt-get install redis-server) or set $REDIS_SERVER: %v", Binary(), err)
+	}
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		s := &Sentinel{t: t, dir: t.TempDir(), master: master}
+		if s.port, err = freePort(); err != nil {
+			continue
+		}
+		if err = s.launch(); err == nil {
+			t.Cleanup(s.Stop)
+			return s
+		}
+	}
+	t.Fatalf("redistest: starting redis sentinel for master %s: %v", master.Addr(), err)
+	return nil
+}
+
+func (s *Sentinel) launch() error {
+	conf := filepath.Join(s.dir, "sentinel.conf")
+	log := filepath.Join(s.dir, "sentinel.log")
+	// Sentinel rewrites its config file, so it lives in the temp dir.
+	text := fmt.Sprintf(`port %d
+bind 127.0.0.1
+protected-mode no
+daemonize no
+dir %s
+logfile %s
+sentinel monitor %s 127.0.0.1 %d 1
+sentinel down-after-milliseconds %s 1000
+sentinel failover-timeout %s 5000
+`, s.port, s.dir, log, SentinelMaster, s.master.Port(), SentinelMaster, SentinelMaster)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		return err
+	}
+	cmd := exec.Command(Binary(), conf, "--sentinel")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+
+	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer sc.Close()
+	want := []string{"127.0.0.1", strconv.Itoa(s.master.Port())}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		got, err := sc.GetMasterAddrByName(ctx, SentinelMaster).Result()
+		cancel()
+		if err == nil && len(got) == 2 && got[0] == want[0] && got[1] == want[1] {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("master address %v, want %v", got, want)
+		}
+		select {
+		case <-exited:
+			out, _ := os.ReadFile(log)
+			return fmt.Errorf("sentinel on port %d exited: %s", s.port, out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return fmt.Errorf("sentinel on port %d not ready after 10s: %v", s.port, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Addr returns the Sentinel's "127.0.0.1:PORT".
+func (s *Sentinel) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// FailoverClient returns a go-redis client that finds the master through
+// this Sentinel (MasterName SentinelMaster), closed when the test ends.
+// opts may adjust the options (MasterName and SentinelAddrs are set).
+func (s *Sentinel) FailoverClient(opts ...func(*redis.FailoverOptions)) *redis.Client {
+	o := &redis.FailoverOptions{MasterName: SentinelMaster, SentinelAddrs: []string{s.Addr()}}
+	for _, f := range opts {
+		f(o)
+	}
+	rdb := redis.NewFailoverClient(o)
+	s.t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// Stop kills the Sentinel. It is called automatically when the test ends.
+func (s *Sentinel) Stop() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-exited
+}
