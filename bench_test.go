@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -200,4 +201,85 @@ func BenchmarkHandoff(b *testing.B) {
 		}
 		b.StartTimer()
 	}
+}
+
+// BenchmarkHandoffLocal measures release → a waiter blocked in Acquire on
+// the same Client holds the lock: with no other client waiting, Release
+// passes the lock to the waiter in its own script call (one round trip, no
+// PUBLISH and no second acquire). Only that span is timed.
+func BenchmarkHandoffLocal(b *testing.B) {
+	srv := redistest.Start(b)
+	admin := srv.Client()
+	// A lost wake-up shows as a stall of one TTL (the waiter's fallback
+	// timer): a short TTL keeps such a run short, and stalls>100ms counts it.
+	c := benchClient(b, srv.Client(), WithTTL(time.Second))
+	ctx := context.Background()
+	const key = "bench:handoff-local"
+	channel := DefaultKeyPrefix + key
+	pub0 := publishes(b, admin)
+	var slowest time.Duration
+	stalls := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		l, err := c.Acquire(ctx, key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		got := make(chan *Lock)
+		go func() {
+			l2, err := c.Acquire(ctx, key)
+			if err != nil {
+				b.Error(err)
+			}
+			got <- l2
+		}()
+		// The waiter is queued once the client's subscription is live.
+		for admin.PubSubNumSub(ctx, channel).Val()[channel] == 0 {
+			time.Sleep(50 * time.Microsecond)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		if err := l.Release(ctx); err != nil {
+			b.Fatal(err)
+		}
+		l2 := <-got
+		b.StopTimer()
+		if el := time.Since(t0); el > slowest {
+			slowest = el
+		}
+		if time.Since(t0) > 100*time.Millisecond {
+			stalls++
+		}
+		if l2 == nil {
+			b.FailNow()
+		}
+		if err := l2.Release(ctx); err != nil {
+			b.Fatal(err)
+		}
+		for admin.PubSubNumSub(ctx, channel).Val()[channel] != 0 {
+			time.Sleep(50 * time.Microsecond)
+		}
+		b.StartTimer()
+	}
+	// Two releases per iteration; a direct hand-off publishes for neither
+	// of them, so anything above 1 means releases went through Redis.
+	b.ReportMetric(float64(publishes(b, admin)-pub0)/float64(b.N), "publish/op")
+	b.ReportMetric(float64(slowest.Microseconds()), "max-µs")
+	b.ReportMetric(float64(stalls), "stalls>100ms")
+}
+
+// publishes returns how many PUBLISH commands the server has run.
+func publishes(b *testing.B, admin *redis.Client) int64 {
+	b.Helper()
+	s, err := admin.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(s, "cmdstat_publish:calls=")
+	if !ok {
+		return 0
+	}
+	n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+	return n
 }

@@ -71,6 +71,7 @@ type results struct {
 	S3Hold0   map[string]*contRes    `json:"s3_contention_hold0,omitempty"`
 	S3Hold1   map[string]*contRes    `json:"s3_contention_hold1ms,omitempty"`
 	S4        map[string]*handoffRes `json:"s4_handoff,omitempty"`
+	S4Local   map[string]*handoffRes `json:"s4_handoff_same_client,omitempty"`
 	S5        map[string]*costRes    `json:"s5_cost,omitempty"`
 	S6        *s6Res                 `json:"s6_renewal_at_scale,omitempty"`
 	Targets   []target               `json:"targets,omitempty"`
@@ -236,9 +237,9 @@ func run(cfg config, bin, out, mdPath string) error {
 		}
 	}
 	if want("s4") {
-		res.S4 = map[string]*handoffRes{}
+		res.S4, res.S4Local = map[string]*handoffRes{}, map[string]*handoffRes{}
 		for _, ls := range b.libs {
-			res.S4[ls.name] = &handoffRes{}
+			res.S4[ls.name], res.S4Local[ls.name] = &handoffRes{}, &handoffRes{}
 		}
 		var s4pings, idle []time.Duration
 		for r := 0; r < cfg.Rounds; r++ {
@@ -246,11 +247,14 @@ func run(cfg config, bin, out, mdPath string) error {
 				s4pings = append(s4pings, b.ping(100)...)
 				idle = append(idle, b.idlePing(5)...)
 				logf("S4 round %d %s", r+1, ls.name)
-				b.handoff(ls, fmt.Sprintf("s4:%d", r), cfg.S4, res.S4[ls.name])
+				b.handoff(ls, fmt.Sprintf("s4:%d", r), cfg.S4, false, res.S4[ls.name])
+				logf("S4 round %d %s same client", r+1, ls.name)
+				b.handoff(ls, fmt.Sprintf("s4l:%d", r), cfg.S4, true, res.S4Local[ls.name])
 			}
 		}
 		for _, ls := range b.libs {
 			res.S4[ls.name].Handoff = summarize(res.S4[ls.name].samples)
+			res.S4Local[ls.name].Handoff = summarize(res.S4Local[ls.name].samples)
 		}
 		res.PingS4 = summarize(s4pings)
 		res.IdlePing = summarize(idle)

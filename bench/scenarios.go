@@ -210,11 +210,17 @@ type handoffRes struct {
 	samples []time.Duration
 }
 
-// handoff runs S4: instance 0 holds key, instance 1 blocks on it, and after
+// handoff runs S4: instance 0 holds key, a waiter blocks on it, and after
 // a random 10–30 ms (so every poller is caught at a random phase of its
 // sleep) the holder releases; the time from the start of Release to the
-// waiter holding the lock is one sample.
-func (b *bench) handoff(ls *libState, key string, n int, res *handoffRes) {
+// waiter holding the lock is one sample. The waiter uses instance 1 (another
+// client: the release must go through Redis to reach it) or, with local,
+// instance 0 itself (a library may pass the lock on inside the client).
+func (b *bench) handoff(ls *libState, key string, n int, local bool, res *handoffRes) {
+	winst := ls.inst[1]
+	if local {
+		winst = ls.inst[0]
+	}
 	for i := 0; i < n; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		h, err := ls.inst[0].acquire(ctx, key)
@@ -227,7 +233,7 @@ func (b *bench) handoff(ls *libState, key string, n int, res *handoffRes) {
 		var wh held
 		var werr error
 		go func() {
-			wh, werr = ls.inst[1].acquire(ctx, key)
+			wh, werr = winst.acquire(ctx, key)
 			got <- time.Now()
 		}()
 		// Let the waiter block: this is the scenario, not synchronisation.
