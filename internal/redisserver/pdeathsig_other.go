@@ -4,6 +4,6 @@ package redisserver
 
 import "syscall"
 
-// setParentDeathSignal does nothing here: this platform has no parent-death
+// SetParentDeathSignal does nothing here: this platform has no parent-death
 // signal, so Stop must be called.
-func setParentDeathSignal(*syscall.SysProcAttr) {}
+func SetParentDeathSignal(*syscall.SysProcAttr) {}

@@ -109,7 +109,7 @@ func (s *Server) launch() error {
 	}
 	cmd := exec.Command(s.binary, append(args, s.args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{}
-	setParentDeathSignal(cmd.SysProcAttr)
+	SetParentDeathSignal(cmd.SysProcAttr)
 	if err := cmd.Start(); err != nil {
 		return err
 	}

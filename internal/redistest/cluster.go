@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/renewlock/renewlock/internal/redisserver"
 )
 
 // CLIBinary is the redis-cli executable used to form clusters; override
@@ -65,7 +67,8 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 	}
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	cmd := exec.CommandContext(ctx, cli, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
+	redisserver.SetParentDeathSignal(cmd.SysProcAttr)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("redistest: %s %s: %v\n%s", cli, strings.Join(args, " "), err, out)
@@ -224,7 +227,8 @@ sentinel failover-timeout %s 5000
 		return err
 	}
 	cmd := exec.Command(Binary(), conf, "--sentinel")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
+	redisserver.SetParentDeathSignal(cmd.SysProcAttr)
 	if err := cmd.Start(); err != nil {
 		return err
 	}

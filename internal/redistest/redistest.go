@@ -6,42 +6,24 @@
 package redistest
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/renewlock/renewlock/internal/redisserver"
 )
 
 // Binary is the redis-server executable used; override with $REDIS_SERVER.
-func Binary() string {
-	if b := os.Getenv("REDIS_SERVER"); b != "" {
-		return b
-	}
-	return "redis-server"
-}
+func Binary() string { return redisserver.Binary() }
 
-// Server is one redis-server process owned by a test.
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) { return redisserver.FreePort() }
+
+// Server is one redis-server process owned by a test. Its methods fail the
+// test (or, for a Launch server, panic) instead of returning errors.
 type Server struct {
-	t      testing.TB // nil for Launch
-	dir    string
-	ownDir bool // remove dir on Stop
-	port   int
-	args   []string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	paused bool
+	*redisserver.Server
+	t testing.TB // nil for Launch
 }
 
 // Start launches a redis-server for t on a free loopback port and stops it
@@ -50,132 +32,34 @@ type Server struct {
 // redis-server is not installed.
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	s, err := launchIn(t.TempDir(), extra)
+	s, err := redisserver.Start(redisserver.Config{Dir: t.TempDir(), Args: extra})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.t = t
 	t.Cleanup(s.Stop)
-	return s
+	return &Server{Server: s, t: t}
 }
 
-// Launch is Start for code without a testing.TB (TestMain, examples,
-// benchmark programs): the caller must call Stop, and a failing Pause,
-// Resume or Restart panics instead of failing a test.
+// Launch is Start for code without a testing.TB (TestMain, examples): the
+// caller must call Stop, and a failing Pause, Resume or Restart panics.
 func Launch(extra ...string) (*Server, error) {
-	dir, err := os.MkdirTemp("", "redistest-")
+	s, err := redisserver.Start(redisserver.Config{Args: extra})
 	if err != nil {
 		return nil, err
 	}
-	s, err := launchIn(dir, extra)
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	s.ownDir = true
-	return s, nil
+	return &Server{Server: s}, nil
 }
 
-func launchIn(dir string, extra []string) (*Server, error) {
-	if _, err := exec.LookPath(Binary()); err != nil {
-		return nil, fmt.Errorf("redistest: %s not found in PATH: install Redis (apt-get install redis-server) or set $REDIS_SERVER: %v", Binary(), err)
+// check fails the test on err (panics for a Launch server).
+func (s *Server) check(err error) {
+	if err == nil {
+		return
 	}
-	s := &Server{dir: dir, args: extra}
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		s.port, err = freePort()
-		if err != nil {
-			continue
-		}
-		if err = s.launch(); err == nil {
-			return s, nil
-		}
+	if s.t == nil {
+		panic(err)
 	}
-	return nil, fmt.Errorf("redistest: starting redis-server: %v", err)
-}
-
-func (s *Server) fatalf(format string, args ...any) {
-	if s.t != nil {
-		s.t.Helper()
-		s.fatalf(format, args...)
-	}
-	panic(fmt.Sprintf(format, args...))
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// launch starts the process and waits until it answers PING.
-func (s *Server) launch() error {
-	args := []string{
-		"--port", strconv.Itoa(s.port),
-		"--bind", "127.0.0.1",
-		"--dir", s.dir,
-		"--save", "",
-		"--appendonly", "no",
-		"--daemonize", "no",
-		"--protected-mode", "no",
-		"--logfile", filepath.Join(s.dir, "redis.log"),
-	}
-	args = append(args, s.args...)
-	cmd := exec.Command(Binary(), args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	s.mu.Lock()
-	s.cmd, s.exited, s.paused = cmd, exited, false
-	s.mu.Unlock()
-
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	defer rdb.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := rdb.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-			return fmt.Errorf("redis-server on port %d exited: %s", s.port, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			s.kill()
-			return fmt.Errorf("redis-server on port %d not ready after 10s: %v", s.port, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// Addr returns "127.0.0.1:PORT".
-func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
-
-// Port returns the server's TCP port.
-func (s *Server) Port() int { return s.port }
-
-// URL returns "redis://127.0.0.1:PORT".
-func (s *Server) URL() string { return "redis://" + s.Addr() }
-
-// PID returns the process id of the running server, or 0.
-func (s *Server) PID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil || s.cmd.Process == nil {
-		return 0
-	}
-	return s.cmd.Process.Pid
+	s.t.Helper()
+	s.t.Fatal(err)
 }
 
 // Client returns a go-redis client for this server, closed when the test
@@ -193,64 +77,14 @@ func (s *Server) Client(opts ...func(*redis.Options)) *redis.Client {
 	return rdb
 }
 
-func (s *Server) signal(sig syscall.Signal) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		s.fatalf("redistest: server on port %d is not running", s.port)
-	}
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		s.fatalf("redistest: signal %v to redis-server: %v", sig, err)
-	}
-	s.paused = sig == syscall.SIGSTOP
-}
-
 // Pause stops the server process (SIGSTOP): connections stay open but
 // nothing is answered, like a frozen VM or a long GC pause.
-func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+func (s *Server) Pause() { s.check(s.Server.Pause()) }
 
 // Resume continues a paused server (SIGCONT).
-func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
-
-// Kill ends the server with SIGKILL; without persistence all data is lost.
-func (s *Server) Kill() { s.kill() }
-
-func (s *Server) kill() {
-	s.mu.Lock()
-	cmd, exited, paused := s.cmd, s.exited, s.paused
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	if paused {
-		_ = cmd.Process.Signal(syscall.SIGCONT)
-	}
-	<-exited
-}
+func (s *Server) Resume() { s.check(s.Server.Resume()) }
 
 // Restart starts the server again on the same port after Kill (or kills it
 // first if it is running). The data set is empty unless persistence was
 // configured.
-func (s *Server) Restart() {
-	s.kill()
-	var err error
-	for attempt := 0; attempt < 50; attempt++ {
-		if err = s.launch(); err == nil {
-			return
-		}
-		if !errors.Is(err, syscall.EADDRINUSE) {
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	s.fatalf("redistest: restarting redis-server on port %d: %v", s.port, err)
-}
-
-// Stop kills the server. It is called automatically when the test ends.
-func (s *Server) Stop() {
-	s.kill()
-	if s.ownDir {
-		_ = os.RemoveAll(s.dir)
-	}
-}
+func (s *Server) Restart() { s.check(s.Server.Restart()) }
