@@ -169,8 +169,14 @@ func (c *Client) wait(ctx context.Context, key string, cfg *config, wait time.Du
 				return ho.lock, nil
 			}
 			if adopt = ho.adopt; adopt == "" {
-				wait, lastErr = cfg.ttl, nil // still held: wait for the next release
-				continue
+				// Not handed over (released for other clients, or another
+				// owner has it): try again, after the yield if there is one.
+				// The wake for this release may already be used up, so
+				// sleeping on the old fallback could sleep a whole TTL.
+				if d := c.hub.yieldLeft(ch); d > 0 {
+					wait, lastErr = d, nil
+					continue
+				}
 			}
 		case <-ctx.Done():
 			err := fmt.Errorf("renewlock: acquire %q: %w", key, ctx.Err())

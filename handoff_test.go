@@ -116,3 +116,41 @@ func TestContentionIsFair(t *testing.T) {
 		t.Fatalf("a goroutine was starved: %d acquisitions against a mean of %d", lo, mean)
 	}
 }
+
+// A release right after Redis counted a new waiter's subscription — before
+// the waiter's client saw it confirmed — must not strand the waiter: it gets
+// the lock at once, not after the old holder's TTL.
+func TestHandOffRightAfterSubscribe(t *testing.T) {
+	_, rdb, c := setup(t) // TTL 10 s: a lost wake-up would stall 10 s
+	ctx := ctxT(t, time.Minute)
+	key := uniqueKey(t)
+	channel := renewlock.DefaultKeyPrefix + key
+	for i := 0; i < 150; i++ {
+		l, err := c.Acquire(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan *renewlock.Lock, 1)
+		go func() {
+			l2, err := c.Acquire(ctx, key)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- l2
+		}()
+		for rdb.PubSubNumSub(ctx, channel).Val()[channel] == 0 {
+			time.Sleep(20 * time.Microsecond)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case l2 := <-got:
+			if err := l2.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("round %d: waiter stranded after a release", i)
+		}
+	}
+}

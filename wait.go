@@ -167,7 +167,8 @@ func (h *waitHub) queued(ch string) int {
 }
 
 // reserve picks the first waiter for ch that a Release may hand the lock
-// to, and reports how many subscriptions to ch this client has (0 or 1).
+// to, and reports how many subscriptions to ch this client has sent (0 or 1,
+// see ownSubscriptions).
 func (h *waitHub) reserve(ch string) (*waiter, int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -176,7 +177,7 @@ func (h *waitHub) reserve(ch string) (*waiter, int) {
 		return nil, 0
 	}
 	own := 0
-	if st.confirmed {
+	if st.subscribed { // sent: Redis may count it already
 		own = 1
 	}
 	for _, w := range st.queue {
@@ -206,11 +207,13 @@ func (h *waitHub) withdraw(w *waiter) bool {
 }
 
 // ownSubscriptions returns how many subscriptions to ch this client has
-// that Redis confirmed (0 or 1).
+// sent (0 or 1). Redis may count one before this client sees it confirmed;
+// counting it early at worst lets this client keep the lock a little longer,
+// counting it late would make it yield to nobody.
 func (h *waitHub) ownSubscriptions(ch string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if st := h.chans[ch]; st != nil && st.confirmed {
+	if st := h.chans[ch]; st != nil && st.subscribed {
 		return 1
 	}
 	return 0
