@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/renewlock/renewlock/internal/redisserver"
 )
 
 var inf = math.Inf(1)
@@ -125,13 +127,15 @@ func logf(format string, args ...any) {
 
 func run(cfg config, bin, out, mdPath string) error {
 	began := time.Now()
-	srv, err := startServer(bin)
+	// A server of its own on a free loopback port: no persistence, killed
+	// at the end (and by the kernel if the bench dies).
+	srv, err := redisserver.Start(redisserver.Config{Binary: bin})
 	if err != nil {
 		return err
 	}
-	defer srv.cleanup()
+	defer srv.Stop()
 	ctx := context.Background()
-	b := &bench{cfg: cfg, addr: srv.addr, admin: redis.NewClient(&redis.Options{Addr: srv.addr})}
+	b := &bench{cfg: cfg, addr: srv.Addr(), admin: redis.NewClient(&redis.Options{Addr: srv.Addr()})}
 	defer b.admin.Close()
 
 	if _, err := snapshot(ctx, b.admin); err != nil {
@@ -154,7 +158,7 @@ func run(cfg config, bin, out, mdPath string) error {
 		}
 		ls := &libState{library: lib, ctr: &counters{}}
 		for i := range ls.inst {
-			if ls.inst[i], err = lib.open(srv.addr, ls.ctr); err != nil {
+			if ls.inst[i], err = lib.open(srv.Addr(), ls.ctr); err != nil {
 				return fmt.Errorf("%s: %w", lib.name, err)
 			}
 		}
