@@ -429,11 +429,12 @@ func (h *History) stalledWithin(process string, from, to int64) time.Duration {
 	return time.Duration(total)
 }
 
-// anyStall returns the longest stall of any process overlapping [from, to].
-func (h *History) anyStall(from, to int64) time.Duration {
+// anyStall returns the longest stall overlapping [from, to] of any process
+// but victim (whose freeze is the fault itself).
+func (h *History) anyStall(victim string, from, to int64) time.Duration {
 	var longest time.Duration
 	for _, s := range h.stalls {
-		if s.Call <= to && s.Ret >= from {
+		if s.Worker != victim && s.Call <= to && s.Ret >= from {
 			longest = max(longest, time.Duration(s.Ret-s.Call))
 		}
 	}
@@ -490,7 +491,7 @@ func (h *History) checkTakeover(r *Result, lim Limits, byKey map[string][]*holde
 				d := time.Duration(next - f.Start)
 				r.Takeovers = append(r.Takeovers, d)
 				if next-f.Start > bound {
-					if st := h.anyStall(f.Start, next); st >= time.Duration(next-f.Start-bound) {
+					if st := h.anyStall(f.Target, f.Start, next); st >= time.Duration(next-f.Start-bound) {
 						r.Starved = append(r.Starved, fmt.Sprintf("takeover of %q after %v while a client stalled %v", key, d, st))
 						continue
 					}

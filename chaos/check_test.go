@@ -129,6 +129,10 @@ func TestCheckerCatchesSlowTakeover(t *testing.T) {
 	f.h.faults = append(f.h.faults, Fault{Kind: FaultProcKill, Target: "p0", Start: 100 * msec})
 	f.hold("p1/k", 200, 50, 1400, 2000, "", 0) // 1.3 s after the kill
 	wantViolation(t, check(f, false), "d")
+
+	// The victim's own freeze does not excuse a slow takeover.
+	f.ev(workload.Event{Kind: workload.KindStall, Worker: "p0", Call: 100 * msec, Ret: 3000 * msec})
+	wantViolation(t, check(f, false), "d")
 }
 
 func TestCheckerCatchesSwallowedLoss(t *testing.T) {
