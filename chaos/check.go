@@ -375,14 +375,6 @@ func (h *History) checkLeads(r *Result, ttl int64, order []*holder) {
 			r.LostAtRelease++
 			continue
 		}
-		if f := h.faultDuring(FaultRedisKill, "", hd.acq.Call, told); f != nil {
-			r.LateLosses = append(r.LateLosses, fmt.Sprintf("key vanished in a Redis restart, told %v later", time.Duration(told-f.Start)))
-			continue
-		}
-		if f := h.faultDuring(FaultProcStop, workload.WorkerOf(hd.worker), hd.acq.Call, told); f != nil {
-			r.LateLosses = append(r.LateLosses, fmt.Sprintf("holder frozen %v, told %v after its lease could expire", time.Duration(f.End-f.Start), time.Duration(told-hd.acq.Ret-ttl)))
-			continue
-		}
 		// Lower bounds of the expiry instant: the acquire was executed
 		// after it was called, and, through the server clock, no earlier
 		// than the token says; renewals seen by the observer extend it.
@@ -390,11 +382,21 @@ func (h *History) checkLeads(r *Result, ttl int64, order []*holder) {
 		eTok := int64(hd.token)*1000 - h.clockOffset + ttl
 		eObs := expiry[fmt.Sprintf("%s/%d", hd.key, hd.token)]
 		e := max(eCall, eTok, eObs)
+		if f := h.faultDuring(FaultRedisKill, "", hd.acq.Call, told); f != nil {
+			r.LateLosses = append(r.LateLosses, fmt.Sprintf("key vanished in a Redis restart, told %v later", time.Duration(told-f.Start).Round(time.Millisecond)))
+			continue
+		}
+		if f := h.faultDuring(FaultProcStop, workload.WorkerOf(hd.worker), hd.acq.Call, told); f != nil {
+			r.LateLosses = append(r.LateLosses, fmt.Sprintf("holder frozen %v, told %v after Redis could expire the key",
+				time.Duration(f.End-f.Start).Round(time.Millisecond), time.Duration(told-e).Round(time.Millisecond)))
+			continue
+		}
 		lead := time.Duration(e - told)
 		r.Leads = append(r.Leads, lead)
 		if lead <= 0 {
 			// The process should have signalled at the validity deadline,
-			// some 20 ms before e; was it scheduled at all then?
+			// TTL·drift + margin (20 ms with the defaults) before e; was it
+			// scheduled at all then?
 			// Excused only if the process was stalled for at least half
 			// of the time between that deadline and the signal.
 			from := e - int64(20*time.Millisecond)
