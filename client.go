@@ -51,7 +51,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{rdb: rdb, co: &coalescer{rdb: rdb}, cfg: cfg, hub: newWaitHub(rdb)}
+	c := &Client{rdb: rdb, co: newCoalescer(rdb), cfg: cfg, hub: newWaitHub(rdb)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.renew = newRenewer(c)
 	return c, nil
@@ -350,6 +350,7 @@ func (c *Client) Close() error {
 		c.hub.close()
 		c.renew.close()
 		c.closeErr = c.releaseAll(c.renew.drain())
+		c.co.close()
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()

@@ -16,16 +16,35 @@ import (
 const maxFlights = 2
 
 // coalescer sends script calls made concurrently by many goroutines in
-// shared pipelines. It needs no goroutine of its own: the caller that finds
-// a free flight sends, and on its way out hands whatever queued meanwhile to
-// the first queued caller, which sends that as one pipeline, and so on. A
-// lone caller sends its call directly, at no extra cost.
+// shared pipelines (group commit), and lets every caller stop waiting when
+// its ctx ends even though go-redis, unless ContextTimeoutEnabled is set,
+// bounds a call only by its read and write timeouts.
+//
+// A caller that finds a free flight and may block on the network (its ctx
+// cannot end, or go-redis honours ctx) sends its call itself, at no extra
+// cost. Otherwise calls are sent by flight goroutines: one per pipeline on
+// the wire, each sending whatever queued while the previous one flew.
 type coalescer struct {
 	rdb redis.UniversalClient
+	// ctxAware: the Redis client bounds I/O by the ctx deadline itself.
+	ctxAware bool
 
 	mu      sync.Mutex
 	flights int
 	queue   []*call
+	closed  bool           // Client closed: no new flight goroutines
+	wg      sync.WaitGroup // flight goroutines
+}
+
+func newCoalescer(rdb redis.UniversalClient) *coalescer {
+	co := &coalescer{rdb: rdb}
+	switch r := rdb.(type) {
+	case *redis.Client:
+		co.ctxAware = r.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		co.ctxAware = r.Options().ContextTimeoutEnabled
+	}
+	return co
 }
 
 // A call is one script invocation waiting for its turn.
@@ -40,7 +59,6 @@ type call struct {
 	cmd   *redis.Cmd
 	state atomic.Int32  // callPending, callDone or callAbandoned
 	done  chan struct{} // closed once cmd is set
-	lead  chan []*call  // the batch this caller must send
 }
 
 const (
@@ -50,28 +68,32 @@ const (
 )
 
 // run performs one script call, possibly in a pipeline with others. If ctx
-// ends first it returns a Cmd carrying ctx's error; a call that was never
-// sent then never will be, and one already sent gets its abandoned hook.
+// ends first it returns a Cmd carrying ctx's error at once; a call that was
+// never sent then never will be, and one already sent gets its abandoned
+// hook when its result arrives.
 func (co *coalescer) run(ctx context.Context, script *redis.Script, keys []string, args []any, abandoned func(*redis.Cmd)) *redis.Cmd {
+	c := &call{script: script, keys: keys, args: args, abandoned: abandoned, done: make(chan struct{})}
 	co.mu.Lock()
-	if co.flights < maxFlights && len(co.queue) == 0 {
+	switch {
+	case co.flights < maxFlights && len(co.queue) == 0:
 		co.flights++
+		if ctx.Done() == nil || co.ctxAware || co.closed {
+			co.mu.Unlock()
+			// Alone, and blocking is fine: send directly, in this goroutine.
+			cmd := script.Run(ctx, co.rdb, keys, args...)
+			co.land()
+			return cmd
+		}
+		co.wg.Add(1)
 		co.mu.Unlock()
-		// Alone: send directly, under the caller's own ctx.
-		cmd := script.Run(ctx, co.rdb, keys, args...)
-		co.handOn()
-		return cmd
+		go co.fly([]*call{c})
+	default:
+		co.queue = append(co.queue, c)
+		co.mu.Unlock()
 	}
-	c := &call{script: script, keys: keys, args: args, abandoned: abandoned,
-		done: make(chan struct{}), lead: make(chan []*call, 1)}
-	co.queue = append(co.queue, c)
-	co.mu.Unlock()
 
 	select {
 	case <-c.done:
-		return c.cmd
-	case batch := <-c.lead:
-		co.send(batch)
 		return c.cmd
 	case <-ctx.Done():
 	}
@@ -84,21 +106,21 @@ func (co *coalescer) run(ctx context.Context, script *redis.Script, keys []strin
 		}
 	}
 	co.mu.Unlock()
-	// Already taken into a batch: lead it if it was handed to us, else let
-	// its sender deal with the result.
-	select {
-	case batch := <-c.lead:
-		co.send(batch)
-	default:
-	}
 	if c.state.CompareAndSwap(callPending, callAbandoned) {
-		return ctxCmd(ctx)
+		return ctxCmd(ctx) // on the wire: its sender takes care of the result
 	}
 	<-c.done
 	return c.cmd
 }
 
-// send sends batch as one pipeline, delivers the results, then hands on.
+// fly sends batch, then whatever queued meanwhile, until the queue is empty.
+func (co *coalescer) fly(batch []*call) {
+	defer co.wg.Done()
+	co.send(batch)
+	co.land()
+}
+
+// send sends batch as one pipeline and delivers the results.
 func (co *coalescer) send(batch []*call) {
 	// Not any caller's ctx: one caller giving up must not fail the others.
 	ctx := context.Background()
@@ -127,22 +149,37 @@ func (co *coalescer) send(batch []*call) {
 			c.abandoned(c.cmd)
 		}
 	}
-	co.handOn()
 }
 
-// handOn ends a flight: the calls queued meanwhile go to the first of them
-// to send as one batch. The hand-over happens under co.mu, so a caller that
-// gives up and finds itself no longer queued knows it may have been chosen.
-func (co *coalescer) handOn() {
-	co.mu.Lock()
-	defer co.mu.Unlock()
-	if len(co.queue) == 0 {
-		co.flights--
-		return
+// land ends a flight. Calls that queued meanwhile take off together in a
+// new flight goroutine; once the Client is closed, in this one.
+func (co *coalescer) land() {
+	for {
+		co.mu.Lock()
+		if len(co.queue) == 0 {
+			co.flights--
+			co.mu.Unlock()
+			return
+		}
+		batch := co.queue
+		co.queue = nil
+		if !co.closed {
+			co.wg.Add(1)
+			co.mu.Unlock()
+			go co.fly(batch)
+			return
+		}
+		co.mu.Unlock()
+		co.send(batch)
 	}
-	batch := co.queue
-	co.queue = nil
-	batch[0].lead <- batch // buffered: never blocks
+}
+
+// close waits for the flights on the wire; later calls fly in their callers.
+func (co *coalescer) close() {
+	co.mu.Lock()
+	co.closed = true
+	co.mu.Unlock()
+	co.wg.Wait()
 }
 
 func ctxCmd(ctx context.Context) *redis.Cmd {

@@ -88,16 +88,28 @@ func (*releaseOnHeldHook) DialHook(next redis.DialHook) redis.DialHook { return 
 func (h *releaseOnHeldHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if c, ok := cmd.(*redis.Cmd); ok && err == nil && (cmd.Name() == "evalsha" || cmd.Name() == "eval") {
-			if v, ok := c.Val().([]any); ok && len(v) == 2 && v[0] == int64(0) {
-				h.once.Do(h.release)
-			}
+		h.check(cmd)
+		return err
+	}
+}
+
+// Attempts travel alone or in pipelines, depending on concurrency and ctx.
+func (h *releaseOnHeldHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			h.check(cmd)
 		}
 		return err
 	}
 }
-func (*releaseOnHeldHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+
+func (h *releaseOnHeldHook) check(cmd redis.Cmder) {
+	if c, ok := cmd.(*redis.Cmd); ok && c.Err() == nil && (cmd.Name() == "evalsha" || cmd.Name() == "eval") {
+		if v, ok := c.Val().([]any); ok && len(v) == 2 && v[0] == int64(0) {
+			h.once.Do(h.release)
+		}
+	}
 }
 
 func TestReleaseBetweenAttemptAndSubscribeIsNotMissed(t *testing.T) {
@@ -171,4 +183,29 @@ func TestRestartWakesWaitersAndTellsHolder(t *testing.T) {
 		t.Fatalf("old holder not told of the loss: %v", l.Err())
 	}
 	_ = l2.Release(ctx)
+}
+
+// A Release that Redis does not answer is cut short at the validity
+// deadline: Done closes there with ErrLeaseLost, as renewal would have
+// closed it, not whenever the network call gives up.
+func TestReleaseBlockedPastDeadline(t *testing.T) {
+	const ttl = 600 * time.Millisecond
+	srv, _, c := setup(t, renewlock.WithTTL(ttl))
+	l, err := c.Acquire(ctxT(t, 5*time.Second), uniqueKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acquired := time.Now()
+	srv.Pause()
+	defer srv.Resume()
+	err = l.Release(context.Background()) // no deadline of its own
+	if d := time.Since(acquired); d > ttl {
+		t.Fatalf("Release returned %v after acquisition, past the %v lease", d, ttl)
+	}
+	if !errors.Is(err, renewlock.ErrLeaseLost) || !errors.Is(l.Err(), renewlock.ErrLeaseLost) {
+		t.Fatalf("Release = %v, Err = %v; want both to wrap ErrLeaseLost", err, l.Err())
+	}
+	if !closedWithin(l.Done(), 0) {
+		t.Fatal("Done still open after the deadline")
+	}
 }

@@ -32,6 +32,7 @@ type Lock struct {
 	chain  int // hand-offs in a row since the lock was last taken from Redis
 
 	relMu      sync.Mutex // one Release at a time
+	releaseBy  time.Time  // validity deadline when Release began; guarded by relMu
 	mu         sync.Mutex
 	done       chan struct{}
 	err        error // why done was closed
@@ -119,6 +120,21 @@ func (l *Lock) lose(cause string, notOurs bool) {
 	}
 }
 
+// releaseFailed handles a release whose outcome is unknown (Redis did not
+// answer): renewal is stopped, so the lease ends within one TTL whatever
+// happened, and a later Release tries again. If the validity deadline cut the
+// release short, the lease is reported lost, as renewal would have.
+func (l *Lock) releaseFailed(err error) error {
+	if !l.releaseBy.IsZero() && !time.Now().Before(l.releaseBy) {
+		l.lose("validity deadline passed while releasing", false)
+		if lost := l.Err(); lost != ErrReleased {
+			return errors.Join(lost, err)
+		}
+	}
+	l.finish(ErrReleased, false)
+	return err
+}
+
 // Release gives the lock up: it stops renewal, deletes the lease if it is
 // still this holder's (never another's), and wakes the next waiter, in one
 // round trip. It returns an error wrapping ErrLeaseLost if the lease had been
@@ -132,7 +148,13 @@ func (l *Lock) Release(ctx context.Context) error {
 	}
 	l.relMu.Lock()
 	defer l.relMu.Unlock()
-	l.c.renew.remove(l)
+	// Renewal stops now, so the validity deadline no longer closes Done; a
+	// release still under way at the deadline is cut short there instead.
+	if l.releaseBy = l.c.renew.remove(l); !l.releaseBy.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, l.releaseBy)
+		defer cancel()
+	}
 	l.mu.Lock()
 	if l.released {
 		err := l.releaseErr
@@ -162,14 +184,11 @@ func (l *Lock) Release(ctx context.Context) error {
 		}
 		ok, err := l.c.release(ctx, l)
 		if err != nil {
-			// Unknown outcome: renewal is stopped, so the lease ends within
-			// one TTL whatever happened. Let a later call try again.
 			err = fmt.Errorf("renewlock: release %q: %w", l.key, err)
 			if lostErr != nil {
 				return errors.Join(lostErr, err)
 			}
-			l.finish(ErrReleased, false)
-			return err
+			return l.releaseFailed(err)
 		}
 		switch {
 		case !ok:

@@ -81,12 +81,17 @@ func (r *renewer) add(l *Lock, sent time.Time) bool {
 	return true
 }
 
-// remove stops renewing l. A renewal already on the wire may still land; it
-// is owner-checked, so it cannot revive a released lock.
-func (r *renewer) remove(l *Lock) {
+// remove stops renewing l and returns its validity deadline, or the zero
+// time if it was not being renewed. A renewal already on the wire may still
+// land; it is owner-checked, so it cannot revive a released lock.
+func (r *renewer) remove(l *Lock) time.Time {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.locks[l]; !ok {
+		return time.Time{}
+	}
 	delete(r.locks, l)
-	r.mu.Unlock()
+	return l.deadline
 }
 
 // drain returns the locks being renewed, stops renewing them and makes add
