@@ -16,18 +16,16 @@ import (
 const maxFlights = 2
 
 // coalescer sends script calls made concurrently by many goroutines in
-// shared pipelines (group commit), and lets every caller stop waiting when
-// its ctx ends even though go-redis, unless ContextTimeoutEnabled is set,
-// bounds a call only by its read and write timeouts.
+// shared pipelines (group commit).
 //
-// A caller that finds a free flight and may block on the network (its ctx
-// cannot end, or go-redis honours ctx) sends its call itself, at no extra
-// cost. Otherwise calls are sent by flight goroutines: one per pipeline on
-// the wire, each sending whatever queued while the previous one flew.
+// A caller that finds a free flight sends its call itself, at no extra cost:
+// like any go-redis call it is bounded by the client's read and write
+// timeouts, and by ctx if the client has ContextTimeoutEnabled. Calls made
+// while all flights are busy queue up and are sent by a flight goroutine,
+// one per pipeline on the wire, each sending whatever queued while the
+// previous one flew; a queued caller stops waiting the moment its ctx ends.
 type coalescer struct {
 	rdb redis.UniversalClient
-	// ctxAware: the Redis client bounds I/O by the ctx deadline itself.
-	ctxAware bool
 
 	mu      sync.Mutex
 	flights int
@@ -37,14 +35,7 @@ type coalescer struct {
 }
 
 func newCoalescer(rdb redis.UniversalClient) *coalescer {
-	co := &coalescer{rdb: rdb}
-	switch r := rdb.(type) {
-	case *redis.Client:
-		co.ctxAware = r.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		co.ctxAware = r.Options().ContextTimeoutEnabled
-	}
-	return co
+	return &coalescer{rdb: rdb}
 }
 
 // A call is one script invocation waiting for its turn.
@@ -68,29 +59,22 @@ const (
 )
 
 // run performs one script call, possibly in a pipeline with others. If ctx
-// ends first it returns a Cmd carrying ctx's error at once; a call that was
-// never sent then never will be, and one already sent gets its abandoned
-// hook when its result arrives.
+// ends while the call is queued it returns a Cmd carrying ctx's error at
+// once; a call that was never sent then never will be, and one already sent
+// gets its abandoned hook when its result arrives.
 func (co *coalescer) run(ctx context.Context, script *redis.Script, keys []string, args []any, abandoned func(*redis.Cmd)) *redis.Cmd {
-	c := &call{script: script, keys: keys, args: args, abandoned: abandoned, done: make(chan struct{})}
 	co.mu.Lock()
-	switch {
-	case co.flights < maxFlights && len(co.queue) == 0:
+	if co.flights < maxFlights && len(co.queue) == 0 {
 		co.flights++
-		if ctx.Done() == nil || co.ctxAware || co.closed {
-			co.mu.Unlock()
-			// Alone, and blocking is fine: send directly, in this goroutine.
-			cmd := script.Run(ctx, co.rdb, keys, args...)
-			co.land()
-			return cmd
-		}
-		co.wg.Add(1)
 		co.mu.Unlock()
-		go co.fly([]*call{c})
-	default:
-		co.queue = append(co.queue, c)
-		co.mu.Unlock()
+		// Alone: send directly, in this goroutine.
+		cmd := script.Run(ctx, co.rdb, keys, args...)
+		co.land()
+		return cmd
 	}
+	c := &call{script: script, keys: keys, args: args, abandoned: abandoned, done: make(chan struct{})}
+	co.queue = append(co.queue, c)
+	co.mu.Unlock()
 
 	select {
 	case <-c.done:

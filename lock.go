@@ -26,13 +26,13 @@ type Lock struct {
 	deadline  time.Time // validity deadline, on the monotonic clock
 	retryAt   time.Time // after a failed renewal: not before this
 	inflight  bool      // a renewal for this lock is on the wire
+	releasing bool      // Release is under way: watch the deadline, renew no more
 
 	// Hand-off bookkeeping (see handOff), set before the Lock is returned.
 	cohort int // hand-offs to local waiters left in this cohort
 	chain  int // hand-offs in a row since the lock was last taken from Redis
 
 	relMu      sync.Mutex // one Release at a time
-	releaseBy  time.Time  // validity deadline when Release began; guarded by relMu
 	mu         sync.Mutex
 	done       chan struct{}
 	err        error // why done was closed
@@ -122,17 +122,24 @@ func (l *Lock) lose(cause string, notOurs bool) {
 
 // releaseFailed handles a release whose outcome is unknown (Redis did not
 // answer): renewal is stopped, so the lease ends within one TTL whatever
-// happened, and a later Release tries again. If the validity deadline cut the
-// release short, the lease is reported lost, as renewal would have.
+// happened, and a later Release tries again. A deadline that passed while
+// Redis did not answer is reported too.
 func (l *Lock) releaseFailed(err error) error {
-	if !l.releaseBy.IsZero() && !time.Now().Before(l.releaseBy) {
-		l.lose("validity deadline passed while releasing", false)
-		if lost := l.Err(); lost != ErrReleased {
-			return errors.Join(lost, err)
-		}
-	}
 	l.finish(ErrReleased, false)
+	if lost := l.lostErr(); lost != nil { // the deadline passed meanwhile
+		return errors.Join(lost, err)
+	}
 	return err
+}
+
+// lostErr returns Err if the lease was lost, else nil.
+func (l *Lock) lostErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost {
+		return l.err
+	}
+	return nil
 }
 
 // Release gives the lock up: it stops renewal, deletes the lease if it is
@@ -148,13 +155,11 @@ func (l *Lock) Release(ctx context.Context) error {
 	}
 	l.relMu.Lock()
 	defer l.relMu.Unlock()
-	// Renewal stops now, so the validity deadline no longer closes Done; a
-	// release still under way at the deadline is cut short there instead.
-	if l.releaseBy = l.c.renew.remove(l); !l.releaseBy.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, l.releaseBy)
-		defer cancel()
-	}
+	// Renewal stops now, but the renewal loop keeps watching the validity
+	// deadline until the release is done: if Redis does not answer in time,
+	// Done still closes at the deadline, as the holder was promised.
+	l.c.renew.releasing(l)
+	defer l.c.renew.remove(l)
 	l.mu.Lock()
 	if l.released {
 		err := l.releaseErr
@@ -174,6 +179,9 @@ func (l *Lock) Release(ctx context.Context) error {
 	default:
 		if lostErr == nil {
 			if handled, err := l.c.handOff(ctx, l); handled {
+				if err == nil {
+					err = l.lostErr() // the deadline passed while Redis was slow
+				}
 				l.mu.Lock()
 				if l.err != ErrReleased || err == nil { // a definitive outcome
 					l.released, l.releaseErr = true, err
@@ -200,6 +208,7 @@ func (l *Lock) Release(ctx context.Context) error {
 			result = lostErr
 		default:
 			l.finish(ErrReleased, false)
+			result = l.lostErr() // the deadline passed while Redis was slow
 		}
 	}
 	l.mu.Lock()

@@ -81,17 +81,20 @@ func (r *renewer) add(l *Lock, sent time.Time) bool {
 	return true
 }
 
-// remove stops renewing l and returns its validity deadline, or the zero
-// time if it was not being renewed. A renewal already on the wire may still
-// land; it is owner-checked, so it cannot revive a released lock.
-func (r *renewer) remove(l *Lock) time.Time {
+// releasing stops renewing l but keeps watching its validity deadline, until
+// remove. A renewal already on the wire may still land; it is owner-checked,
+// so it cannot revive a released lock.
+func (r *renewer) releasing(l *Lock) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.locks[l]; !ok {
-		return time.Time{}
-	}
+	l.releasing = true
+	r.mu.Unlock()
+}
+
+// remove forgets l.
+func (r *renewer) remove(l *Lock) {
+	r.mu.Lock()
 	delete(r.locks, l)
-	return l.deadline
+	r.mu.Unlock()
 }
 
 // drain returns the locks being renewed, stops renewing them and makes add
@@ -158,7 +161,7 @@ func (r *renewer) plan(now time.Time) {
 			next = l.deadline
 		}
 		switch {
-		case l.inflight:
+		case l.inflight, l.releasing:
 		case now.Before(l.retryAt):
 			if l.retryAt.Before(next) {
 				next = l.retryAt
