@@ -140,7 +140,14 @@ func (c *Client) wait(ctx context.Context, key string, cfg *config, wait time.Du
 	if !w.head {
 		ready = nil // the head covers notifications; we wait our turn
 	}
-	adopt := "" // owner id to retry with after a hand-off of unknown outcome
+	adopt := ""              // owner id to retry with after a hand-off of unknown outcome
+	redisErr := lastErr      // the last Redis error, kept for the final error
+	failed := func() error { // the error when ctx ends
+		if redisErr != nil {
+			return fmt.Errorf("renewlock: acquire %q: %w (last Redis error: %v)", key, ctx.Err(), redisErr)
+		}
+		return fmt.Errorf("renewlock: acquire %q: %w", key, ctx.Err())
+	}
 	backoff := 10 * time.Millisecond
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -179,11 +186,7 @@ func (c *Client) wait(ctx context.Context, key string, cfg *config, wait time.Du
 				}
 			}
 		case <-ctx.Done():
-			err := fmt.Errorf("renewlock: acquire %q: %w", key, ctx.Err())
-			if lastErr != nil {
-				err = fmt.Errorf("renewlock: acquire %q: %w (last error: %v)", key, ctx.Err(), lastErr)
-			}
-			return nil, c.giveUp(w, err)
+			return nil, c.giveUp(w, failed())
 		case <-c.ctx.Done():
 			return nil, c.giveUp(w, ErrClientClosed)
 		}
@@ -196,8 +199,11 @@ func (c *Client) wait(ctx context.Context, key string, cfg *config, wait time.Du
 			l.cohort = c.hub.queued(ch) - 1 // the waiters behind this one
 			return l, nil
 		}
-		if lastErr != nil && ctx.Err() != nil {
-			return nil, c.giveUp(w, fmt.Errorf("renewlock: acquire %q: %w", key, ctx.Err()))
+		if lastErr != nil {
+			if ctx.Err() != nil {
+				return nil, c.giveUp(w, failed())
+			}
+			redisErr = lastErr
 		}
 	}
 }
