@@ -42,7 +42,13 @@
 // A release wakes one waiter per Client (the longest waiting), not all of
 // them. A holder that crashed publishes nothing; waiters then retry when its
 // lease expires. Waiting honours the context's cancellation and deadline, and
-// a cancelled Acquire leaves nothing behind in Redis.
+// a cancelled Acquire leaves nothing behind in Redis. A single Redis call in
+// flight is bounded as go-redis bounds it: by the client's read and write
+// timeouts, and by the context's deadline if ContextTimeoutEnabled is set.
+//
+// Under contention a release passes the lock straight to the longest waiting
+// goroutine of the same Client, in one round trip, with a new owner id and a
+// new token; batches of such hand-offs alternate with other clients' waiters.
 //
 // # Errors
 //
