@@ -144,11 +144,13 @@ func (l *Lock) lostErr() error {
 
 // Release gives the lock up: it stops renewal, deletes the lease if it is
 // still this holder's (never another's), and wakes the next waiter, in one
-// round trip. It returns an error wrapping ErrLeaseLost if the lease had been
-// lost before, because work done under the lock may then not have been
-// exclusive. Calling Release again returns the same result. If Redis cannot
-// be reached the error is returned, the lease is left to expire, and a later
-// Release tries again.
+// round trip; if a goroutine of the same Client waits for the key, the lock
+// passes straight to it instead. It returns an error wrapping ErrLeaseLost if
+// the lease had been lost before (or the validity deadline passed while
+// Redis did not answer the release), because work done under the lock may
+// then not have been exclusive. Calling Release again, also concurrently,
+// returns the same result. If Redis cannot be reached the error is returned,
+// the lease is left to expire, and a later Release tries again.
 func (l *Lock) Release(ctx context.Context) error {
 	if ctx == nil {
 		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
