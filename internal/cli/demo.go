@@ -219,6 +219,29 @@ func (d *demo) expect(w *demoWorker, kinds ...string) (demoEvent, error) {
 	}
 }
 
+// holdWithWaiter has holder take the lock, then waiter queue for it.
+func (d *demo) holdWithWaiter(holder, waiter *demoWorker) error {
+	if err := holder.send("acquire"); err != nil {
+		return err
+	}
+	if _, err := d.acquired(holder, ""); err != nil {
+		return err
+	}
+	return d.wait(waiter, holder)
+}
+
+// wait has waiter queue for the lock holder has, and logs it.
+func (d *demo) wait(waiter, holder *demoWorker) error {
+	if err := waiter.send("acquire"); err != nil {
+		return err
+	}
+	if _, err := d.expect(waiter, "waiting"); err != nil {
+		return err
+	}
+	d.now(waiter.name, "waiting: the lock is held by %s", holder.name)
+	return nil
+}
+
 // acquired waits for w to get the lock and logs it.
 func (d *demo) acquired(w *demoWorker, note string) (demoEvent, error) {
 	ev, err := d.expect(w, "acquired", "error")
@@ -404,19 +427,9 @@ func remove(ws []*demoWorker, x *demoWorker) []*demoWorker {
 func (d *demo) watchdog(ctx context.Context) error {
 	d.section(fmt.Sprintf("2. A long job holds the lock for %v, %.1f× the lease", d.ttl*7/2, 3.5))
 	w1, w2 := d.workers[0], d.workers[1]
-	if err := w1.send("acquire"); err != nil {
+	if err := d.holdWithWaiter(w1, w2); err != nil {
 		return err
 	}
-	if _, err := d.acquired(w1, ""); err != nil {
-		return err
-	}
-	if err := w2.send("acquire"); err != nil {
-		return err
-	}
-	if _, err := d.expect(w2, "waiting"); err != nil {
-		return err
-	}
-	d.now(w2.name, "waiting: the lock is held by %s", w1.name)
 	began := time.Now()
 	for held := d.ttl / 2; held <= d.ttl*7/2; held += d.ttl / 2 {
 		time.Sleep(time.Until(began.Add(held)))
@@ -444,19 +457,9 @@ func (d *demo) watchdog(ctx context.Context) error {
 func (d *demo) crash(ctx context.Context) error {
 	d.section("3. The holder crashes (kill -9): the next worker takes over when its lease expires")
 	w3, w2 := d.workers[2], d.workers[1]
-	if err := w3.send("acquire"); err != nil {
+	if err := d.holdWithWaiter(w3, w2); err != nil {
 		return err
 	}
-	if _, err := d.acquired(w3, ""); err != nil {
-		return err
-	}
-	if err := w2.send("acquire"); err != nil {
-		return err
-	}
-	if _, err := d.expect(w2, "waiting"); err != nil {
-		return err
-	}
-	d.now(w2.name, "waiting: the lock is held by %s", w3.name)
 	time.Sleep(d.ttl / 2) // a renewal or two happen
 	left, err := d.rdb.PTTL(ctx, d.cfg.Prefix+d.key).Result()
 	if err != nil {
@@ -497,13 +500,9 @@ func (d *demo) fencing(context.Context) error {
 	if _, err := d.write(w1, "report by "+w1.name); err != nil {
 		return err
 	}
-	if err := w2.send("acquire"); err != nil {
+	if err := d.wait(w2, w1); err != nil {
 		return err
 	}
-	if _, err := d.expect(w2, "waiting"); err != nil {
-		return err
-	}
-	d.now(w2.name, "waiting: the lock is held by %s", w1.name)
 	paused := time.Now()
 	if err := pauseProcess(w1.cmd.Process); err != nil {
 		return err
