@@ -41,6 +41,7 @@ type EnvConfig struct {
 	TTL       time.Duration // lock TTL
 	Keys      int           // contended keys
 	InProc    int           // renewlock Clients in the test process, each behind its own proxy
+	Loops     int           // holder loops per key in each in-process Client (≥ 2 exercises hand-offs inside a Client); default 1
 	Procs     int           // worker processes, connected directly
 	Hold      time.Duration // mean hold time of in-process clients
 	ProcHold  time.Duration // mean hold time of worker processes
@@ -162,12 +163,18 @@ func (e *Env) startInProc(i int) {
 	}
 	e.clients = append(e.clients, c)
 	for _, k := range e.Keys {
-		cfg := e.workloadConfig(name+"/"+k, k)
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			workload.Run(e.ctx, c, e.Reg, cfg, e.H.Emit)
-		}()
+		for j := 0; j < max(1, e.Cfg.Loops); j++ {
+			holder := name + "/" + k
+			if j > 0 {
+				holder = fmt.Sprintf("%s#%d", holder, j)
+			}
+			cfg := e.workloadConfig(holder, k)
+			e.wg.Add(1)
+			go func() {
+				defer e.wg.Done()
+				workload.Run(e.ctx, c, e.Reg, cfg, e.H.Emit)
+			}()
+		}
 	}
 	e.T.Cleanup(func() { _ = rdb.Close() })
 }

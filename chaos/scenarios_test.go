@@ -120,7 +120,7 @@ func TestChaos(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			start := time.Now()
 			e := NewEnv(t, EnvConfig{
-				Name: sc.name, TTL: ttl, Keys: 4, InProc: 3, Procs: 2,
+				Name: sc.name, TTL: ttl, Keys: 4, InProc: 3, Loops: 2, Procs: 2,
 				Hold: 2 * ttl, ProcHold: 4 * ttl / 10,
 				ProcWork:  30 * time.Millisecond,
 				WorkerBin: workerBin, Resource: resClient,
