@@ -1,6 +1,11 @@
 package renewlock
 
-import "errors"
+import (
+	"context"
+	"errors"
+
+	"github.com/redis/go-redis/v9"
+)
 
 var (
 	// ErrNotAcquired is returned by TryAcquire when another holder has the
@@ -29,3 +34,10 @@ var (
 	// key.
 	ErrNotHeld = errors.New("renewlock: not held")
 )
+
+// isReplyError reports whether err is an error reply from Redis, as opposed
+// to a network error or a timeout after which the outcome is unknown.
+func isReplyError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}

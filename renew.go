@@ -2,7 +2,6 @@ package renewlock
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -336,11 +335,4 @@ func group(rdb redis.UniversalClient, locks []*Lock) [][]int {
 		out = append(out, idx)
 	}
 	return out
-}
-
-// isReplyError reports whether err is an error reply from Redis, as opposed
-// to a network error or a timeout after which the outcome is unknown.
-func isReplyError(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }

@@ -23,17 +23,16 @@ type libState struct {
 
 // pairRes is the outcome of S1 or S2 for one library, summed over rounds.
 type pairRes struct {
-	Pairs          int     `json:"pairs"`
-	Errors         int     `json:"errors"`
-	Seconds        float64 `json:"seconds"`
-	PairsPerSec    float64 `json:"pairs_per_sec"`
-	Latency        dist    `json:"latency"`
-	ClientCPUus    float64 `json:"client_cpu_us_per_pair"`
-	RedisCPUus     float64 `json:"redis_cpu_us_per_pair"`
-	latencies      []time.Duration
-	clientCPU      time.Duration
-	redisCPU       float64
-	roundsOpsPerSc []float64
+	Pairs       int     `json:"pairs"`
+	Errors      int     `json:"errors"`
+	Seconds     float64 `json:"seconds"`
+	PairsPerSec float64 `json:"pairs_per_sec"`
+	Latency     dist    `json:"latency"`
+	ClientCPUus float64 `json:"client_cpu_us_per_pair"`
+	RedisCPUus  float64 `json:"redis_cpu_us_per_pair"`
+	latencies   []time.Duration
+	clientCPU   time.Duration
+	redisCPU    float64
 }
 
 func (p *pairRes) finish() {

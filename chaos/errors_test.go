@@ -104,11 +104,11 @@ func TestErrorReplyReadOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Promote the replica and demote the primary under the holder.
-		if err := replica.Client().SlaveOf(ctx, "NO", "ONE").Err(); err != nil {
+		if err := replica.Client().ReplicaOf(ctx, "NO", "ONE").Err(); err != nil {
 			t.Fatal(err)
 		}
 		demoted := time.Now()
-		if err := primary.Client().SlaveOf(ctx, "127.0.0.1", strconv.Itoa(replica.Port())).Err(); err != nil {
+		if err := primary.Client().ReplicaOf(ctx, "127.0.0.1", strconv.Itoa(replica.Port())).Err(); err != nil {
 			t.Fatal(err)
 		}
 		select {

@@ -23,7 +23,7 @@ func FuzzOptions(f *testing.F) {
 	f.Add(int64(100*time.Millisecond), int64(10*time.Millisecond), 0.0, int64(0), "")
 	f.Add(int64(99*time.Millisecond), int64(0), 0.5, int64(-1), "{tag}")
 	f.Add(int64(math.MaxInt64), int64(math.MaxInt64), math.NaN(), int64(math.MinInt64), "\x00")
-	f.Add(int64(time.Second), int64(time.Second), -0.0, int64(time.Second), "p")
+	f.Add(int64(time.Second), int64(time.Second), math.Copysign(0, -1), int64(time.Second), "p")
 	f.Add(int64(-1), int64(-1), math.Inf(1), int64(1), "p")
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
 	f.Cleanup(func() { _ = rdb.Close() })

@@ -4,10 +4,6 @@ package cli
 
 import "syscall"
 
-// parentDeathSignal reports whether the kernel kills the command when
-// renewlock dies, even by SIGKILL.
-const parentDeathSignal = true
-
 // setParentDeathSignal makes the kernel send SIGKILL to the command when the
 // thread that started it exits: renewlock starts it from a goroutine locked
 // to its OS thread for the command's lifetime, so that is when renewlock

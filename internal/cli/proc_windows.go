@@ -9,10 +9,6 @@ import (
 	"syscall"
 )
 
-// parentDeathSignal reports whether the kernel kills the command when
-// renewlock dies. Windows has no such signal (a Job object would do it).
-const parentDeathSignal = false
-
 func sysSignalName(syscall.Signal) string { return "" }
 
 func configureChild(*exec.Cmd, bool) {}
