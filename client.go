@@ -372,12 +372,16 @@ func (c *Client) releaseAll(locks []*Lock) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
-	pipe := c.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(locks))
-	for i, l := range locks {
-		cmds[i] = releaseScript.Eval(ctx, pipe, []string{l.rkey}, l.owner, l.cfg.ttl.Milliseconds(), l.rkey)
+	cmds := evalPipelined(ctx, c.rdb, len(locks), func(i int) (*redis.Script, []string, []any) {
+		l := locks[i]
+		return releaseScript, []string{l.rkey}, []any{l.owner, l.cfg.ttl.Milliseconds(), l.rkey}
+	})
+	var err error
+	for _, cmd := range cmds {
+		if e := cmd.Err(); e != nil && err == nil {
+			err = e
+		}
 	}
-	_, err := pipe.Exec(ctx)
 	for _, l := range locks {
 		l.finish(ErrClientClosed, true)
 		l.mu.Lock()

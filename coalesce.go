@@ -107,24 +107,11 @@ func (co *coalescer) fly(batch []*call) {
 // send sends batch as one pipeline and delivers the results.
 func (co *coalescer) send(batch []*call) {
 	// Not any caller's ctx: one caller giving up must not fail the others.
-	ctx := context.Background()
-	pipe := co.rdb.Pipeline()
-	for _, c := range batch {
-		c.cmd = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
-	}
-	_, _ = pipe.Exec(ctx)
-	var retry []*call
-	for _, c := range batch {
-		if redis.HasErrorPrefix(c.cmd.Err(), "NOSCRIPT") {
-			retry = append(retry, c)
-		}
-	}
-	if len(retry) > 0 { // EVAL loads the script for next time
-		pipe := co.rdb.Pipeline()
-		for _, c := range retry {
-			c.cmd = c.script.Eval(ctx, pipe, c.keys, c.args...)
-		}
-		_, _ = pipe.Exec(ctx)
+	cmds := evalPipelined(context.Background(), co.rdb, len(batch), func(i int) (*redis.Script, []string, []any) {
+		return batch[i].script, batch[i].keys, batch[i].args
+	})
+	for i, c := range batch {
+		c.cmd = cmds[i]
 	}
 	for _, c := range batch {
 		if c.state.CompareAndSwap(callPending, callDone) {

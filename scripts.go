@@ -1,6 +1,7 @@
 package renewlock
 
 import (
+	"context"
 	_ "embed"
 
 	"github.com/redis/go-redis/v9"
@@ -24,6 +25,35 @@ var (
 	releaseScript      = redis.NewScript(releaseSrc)
 	forceReleaseScript = redis.NewScript(forceReleaseSrc)
 )
+
+// evalPipelined runs n script calls in one pipeline, by SHA; the calls that
+// got NOSCRIPT (a flushed or restarted Redis) go again by source, which also
+// loads the script. call(i) describes the i-th call.
+func evalPipelined(ctx context.Context, rdb redis.UniversalClient, n int,
+	call func(i int) (*redis.Script, []string, []any)) []*redis.Cmd {
+	cmds := make([]*redis.Cmd, n)
+	pipe := rdb.Pipeline()
+	for i := range cmds {
+		script, keys, args := call(i)
+		cmds[i] = script.EvalSha(ctx, pipe, keys, args...)
+	}
+	_, _ = pipe.Exec(ctx) // errors are per command
+	var retry []int
+	for i, cmd := range cmds {
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) > 0 {
+		pipe := rdb.Pipeline()
+		for _, i := range retry {
+			script, keys, args := call(i)
+			cmds[i] = script.Eval(ctx, pipe, keys, args...)
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+	return cmds
+}
 
 // Fields of the lock hash.
 const (
