@@ -33,6 +33,24 @@ var (
 	// ErrNotHeld is returned by Inspect and ForceRelease when nobody holds the
 	// key.
 	ErrNotHeld = errors.New("renewlock: not held")
+
+	// ErrRejected is wrapped by an error that Redis returned and that
+	// retrying cannot fix: an ACL denial, a failed authentication, a key of
+	// the wrong type where a lock should be (WRONGTYPE), a script error. A
+	// call that meets one fails at once instead of retrying until its
+	// context ends; the message quotes Redis and says what to fix.
+	// Transient errors (connection loss, timeouts, LOADING, BUSY, TRYAGAIN,
+	// CLUSTERDOWN, MASTERDOWN, READONLY, OOM, too many clients) are retried
+	// by Acquire and by the renewal loop until the context or the validity
+	// deadline ends, and never wrap ErrRejected.
+	ErrRejected = errors.New("renewlock: rejected by Redis")
+
+	// ErrPermission is wrapped, together with ErrRejected, when Redis
+	// refused for lack of rights: the ACL user may not run a command, touch
+	// a key or publish on a channel that the lock needs (NOPERM), or
+	// authentication failed (NOAUTH, WRONGPASS). The README's "Least
+	// privilege" section lists the ACL a lock user needs.
+	ErrPermission = errors.New("renewlock: permission denied by Redis")
 )
 
 // isReplyError reports whether err is an error reply from Redis, as opposed
