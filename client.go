@@ -7,14 +7,20 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// closeTimeout bounds how long Close spends releasing held locks.
-const closeTimeout = 5 * time.Second
+// closeTimeout bounds how long Close waits for Redis: releasing held locks
+// and the calls in flight. minCloseWait is what each wait gets even when the
+// bound is used up, for work that needs no network.
+const (
+	closeTimeout = 5 * time.Second
+	minCloseWait = 50 * time.Millisecond
+)
 
 // A Client takes locks on one Redis deployment (a single server, a Sentinel
 // group or a Cluster, through the go-redis client given to New). It owns the
@@ -45,6 +51,12 @@ type Client struct {
 func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 	if rdb == nil || isNilPointer(rdb) {
 		return nil, fmt.Errorf("%w: nil Redis client", ErrInvalidArgument)
+	}
+	if _, ring := rdb.(*redis.Ring); ring {
+		// A Ring spreads keys over independent servers: a release would
+		// notify only the subscribers of its own shard, and one renewal
+		// script would touch keys of several shards.
+		return nil, fmt.Errorf("%w: *redis.Ring is not supported (its shards share no pub/sub and no scripts); use a redis.Client per server, or a Redis Cluster", ErrInvalidArgument)
 	}
 	cfg := defaultConfig()
 	cfg.apply(opts)
@@ -119,6 +131,9 @@ func (c *Client) Acquire(ctx context.Context, key string, opts ...Option) (*Lock
 		l, wait, err = c.try(ctx, key, cfg, "")
 		if l != nil {
 			return l, nil
+		}
+		if isRejected(err) { // retrying cannot fix it
+			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
 		}
 	}
 	return c.wait(ctx, key, cfg, wait, err)
@@ -200,6 +215,9 @@ func (c *Client) wait(ctx context.Context, key string, cfg *config, wait time.Du
 			return l, nil
 		}
 		if lastErr != nil {
+			if isRejected(lastErr) { // retrying cannot fix it
+				return nil, c.giveUp(w, fmt.Errorf("renewlock: acquire %q: %w", key, lastErr))
+			}
 			if ctx.Err() != nil {
 				return nil, c.giveUp(w, failed())
 			}
@@ -251,7 +269,7 @@ func (c *Client) try(ctx context.Context, key string, cfg *config, owner string)
 			// The script may have run: remove what it may have taken.
 			c.cleanup(rkey, owner, cfg)
 		}
-		return nil, 0, err
+		return nil, 0, classify(err, rkey)
 	}
 	if res[0] == 0 {
 		// PTTL is truncated to ms (0: expires within the millisecond); -1, a
@@ -313,7 +331,7 @@ func (c *Client) release(ctx context.Context, l *Lock) (bool, error) {
 		c.hub.cancelOwnRelease(l.rkey) // nobody else was told
 	}
 	if err != nil {
-		return false, err
+		return false, classify(err, l.rkey)
 	}
 	return res[0] == 1, nil
 }
@@ -345,53 +363,104 @@ func (c *Client) Do(ctx context.Context, key string, fn func(ctx context.Context
 }
 
 // Close stops all background work of the Client and releases every lock it
-// still holds (owner-checked, one round trip, bounded by a few seconds; a
-// lock that cannot be released then expires after its TTL). Each such lock's
-// Done is closed and its Err is ErrClientClosed; blocked Acquire calls return
-// ErrClientClosed. Close does not close the Redis client. It returns the
-// error of the final release, if any, and is safe to call more than once.
+// still holds (owner-checked, one round trip). Each such lock's Done is
+// closed at once, before anything is sent, and its Err is ErrClientClosed;
+// blocked Acquire calls return ErrClientClosed. Close returns within a few
+// seconds (closeTimeout) even if Redis does not answer: a lock it could not
+// release expires after its TTL, and a call that go-redis keeps waiting on
+// (a client without read timeout) ends when go-redis gives up on it. Close
+// does not close the Redis client. It returns the error of the final
+// release, if any, and is safe to call more than once.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
+		deadline := time.Now().Add(closeTimeout)
 		c.cancel()
+		// The holders hear first: nothing below may delay Done.
+		held, releasing := c.renew.drain()
+		for _, l := range held {
+			l.finish(ErrClientClosed, true)
+		}
+		for _, l := range releasing {
+			// Their Release calls are under way and report the outcome;
+			// the renewal loop that watched their deadline stops now.
+			l.finish(ErrClientClosed, false)
+		}
 		c.hub.close()
-		c.renew.close()
-		c.closeErr = c.releaseAll(c.renew.drain())
-		c.co.close()
+		// Release first, then wait for what is still in flight: a renewal
+		// that lands after the release finds the key not ours.
+		var err error
+		relErr := make(chan error, 1)
+		if waitUntil(deadline, func() { relErr <- c.releaseAll(held, deadline) }) {
+			err = <-relErr
+		} else {
+			err = fmt.Errorf("renewlock: close: releasing %d locks: Redis did not answer within %v; they expire after their TTL",
+				len(held), closeTimeout)
+		}
+		var stuck []string
+		if !waitUntil(deadline, c.renew.close) {
+			stuck = append(stuck, "renewals")
+		}
+		if !waitUntil(deadline, c.co.close) {
+			stuck = append(stuck, "acquire and release calls")
+		}
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
-		c.wg.Wait()
+		if !waitUntil(deadline, c.wg.Wait) {
+			stuck = append(stuck, "clean-ups of interrupted calls")
+		}
+		if len(stuck) > 0 {
+			err = errors.Join(err, fmt.Errorf("renewlock: close: Redis did not answer within %v; still in flight: %s (they end when go-redis gives up on them)",
+				closeTimeout, strings.Join(stuck, ", ")))
+		}
+		c.closeErr = err
 	})
 	return c.closeErr
 }
 
+// waitUntil runs f and waits for it until deadline, or at least
+// minCloseWait. It reports whether f returned in time; if not, f goes on in
+// the background.
+func waitUntil(deadline time.Time, f func()) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	t := time.NewTimer(max(time.Until(deadline), minCloseWait))
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 // releaseAll releases locks in one pipelined round trip, for Close.
-func (c *Client) releaseAll(locks []*Lock) error {
+func (c *Client) releaseAll(locks []*Lock, deadline time.Time) error {
 	if len(locks) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	cmds := evalPipelined(ctx, c.rdb, len(locks), func(i int) (*redis.Script, []string, []any) {
 		l := locks[i]
 		return releaseScript, []string{l.rkey}, []any{l.owner, l.cfg.ttl.Milliseconds(), l.rkey}
 	})
 	var err error
-	for _, cmd := range cmds {
+	for i, cmd := range cmds {
 		if e := cmd.Err(); e != nil && err == nil {
-			err = e
+			err = classify(e, locks[i].rkey)
 		}
-	}
-	for _, l := range locks {
-		l.finish(ErrClientClosed, true)
-		l.mu.Lock()
-		if err == nil {
-			l.released, l.releaseErr = true, ErrClientClosed
-		}
-		l.mu.Unlock()
 	}
 	if err != nil {
 		return fmt.Errorf("renewlock: close: releasing %d locks: %w", len(locks), err)
+	}
+	for _, l := range locks {
+		l.mu.Lock()
+		l.released, l.releaseErr = true, ErrClientClosed
+		l.mu.Unlock()
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package renewlock
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -59,3 +61,86 @@ func isReplyError(err error) bool {
 	var re redis.Error
 	return errors.As(err, &re) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
+
+// A rejectedError is a Redis error that retrying cannot fix. It wraps
+// ErrRejected, ErrPermission for a denial, and the error from Redis.
+type rejectedError struct {
+	err  error  // as returned by go-redis
+	perm bool   // a permission or authentication problem
+	hint string // what to fix
+}
+
+func (e *rejectedError) Error() string {
+	what := "rejected by Redis"
+	if e.perm {
+		what = "permission denied by Redis"
+	}
+	return fmt.Sprintf("%s: %v (%s)", what, e.err, e.hint)
+}
+
+func (e *rejectedError) Unwrap() []error {
+	if e.perm {
+		return []error{ErrRejected, ErrPermission, e.err}
+	}
+	return []error{ErrRejected, e.err}
+}
+
+// Reply prefixes of Redis errors that heal by themselves: a server loading
+// its data set, busy with a script, between cluster states, out of memory
+// for now, a replica during a failover, or out of client slots.
+var transientPrefixes = []string{
+	"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY",
+	"OOM", "NOREPLICAS", "MISCONF", "MOVED", "ASK", "NOSCRIPT",
+	"ERR max number of clients",
+}
+
+// Texts of a permission problem: ACL denials (NOPERM, and inside a script
+// Redis 7.0's "ERR The user executing the script can't …") and failed
+// authentication.
+var permissionMarkers = []string{
+	"NOPERM", "NOAUTH", "WRONGPASS", "can't run this command",
+	"can't access at least one of the keys", "can't publish to the channel",
+	"AUTH <password> called without any password", "invalid username-password",
+}
+
+// classify turns err, a failure of a call to Redis about the Redis key
+// rkey, into a *rejectedError if retrying cannot fix it, and returns it
+// unchanged if it is transient: a network error, a timeout, a context
+// error, or a reply that heals (transientPrefixes). A reply Redis gives
+// for lack of rights wraps ErrPermission; any other reply error is taken
+// as permanent, since retrying a command that Redis refuses is blind.
+func classify(err error, rkey string) error {
+	if err == nil {
+		return nil
+	}
+	var rej *rejectedError
+	if errors.As(err, &rej) {
+		return err
+	}
+	if errors.Is(err, redis.ErrClosed) {
+		return &rejectedError{err: err, hint: "the go-redis client given to renewlock.New was closed; close the renewlock Client first"}
+	}
+	if !isReplyError(err) {
+		return err
+	}
+	msg := err.Error()
+	for _, m := range permissionMarkers {
+		if strings.Contains(msg, m) {
+			return &rejectedError{err: err, perm: true,
+				hint: "the Redis user needs the commands, keys and channels listed in the renewlock README, section \"Least privilege\""}
+		}
+	}
+	for _, p := range transientPrefixes {
+		if strings.HasPrefix(msg, p) {
+			return err
+		}
+	}
+	hint := "a renewlock script failed in Redis; renewlock needs Redis ≥ 6.2 with Lua scripting enabled"
+	if strings.HasPrefix(msg, "WRONGTYPE") {
+		hint = fmt.Sprintf("the Redis key %q holds data that is not a renewlock lock; use another key or key prefix", rkey)
+	}
+	return &rejectedError{err: err, hint: hint}
+}
+
+// isRejected reports whether err is one that retrying cannot fix.
+func isRejected(err error) bool { return errors.Is(err, ErrRejected) }

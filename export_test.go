@@ -11,3 +11,11 @@ func CrashForTest(c *Client) {
 		c.closeErr = ErrClientClosed
 	})
 }
+
+// ScriptSHA maps each script's name to its SHA1, so tests can tell which
+// script a command runs.
+var ScriptSHA = map[string]string{
+	"acquire": acquireScript.Hash(),
+	"release": releaseScript.Hash(),
+	"renew":   renewScript.Hash(),
+}

@@ -59,7 +59,7 @@ func (c *Client) handOff(ctx context.Context, l *Lock) (bool, error) {
 		// Unknown outcome: the waiter retries with the same owner id, which
 		// adopts the lock if the hand-off did happen.
 		c.hub.deliver(w, handoff{adopt: owner})
-		return true, l.releaseFailed(fmt.Errorf("renewlock: release %q: %w", l.key, err))
+		return true, l.releaseFailed(fmt.Errorf("renewlock: release %q: %w", l.key, classify(err, l.rkey)))
 	}
 	switch res[0] {
 	case 1, 3:

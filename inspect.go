@@ -49,7 +49,7 @@ func (c *Client) Inspect(ctx context.Context, key string) (*Info, error) {
 	}
 	infos, err := c.read(ctx, []string{c.cfg.prefix + key})
 	if err != nil {
-		return nil, fmt.Errorf("renewlock: inspect %q: %w", key, err)
+		return nil, fmt.Errorf("renewlock: inspect %q: %w", key, classify(err, c.cfg.prefix+key))
 	}
 	if len(infos) == 0 {
 		return nil, fmt.Errorf("%w: key %q", ErrNotHeld, key)
@@ -106,7 +106,7 @@ func (c *Client) List(ctx context.Context, pattern string) ([]Info, error) {
 		err = scan(ctx, c.rdb)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("renewlock: list %q: %w", pattern, err)
+		return nil, fmt.Errorf("renewlock: list %q: %w", pattern, classify(err, ""))
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys) // SCAN may return a key more than once
@@ -116,7 +116,7 @@ func (c *Client) List(ctx context.Context, pattern string) ([]Info, error) {
 		n := min(len(keys), inspectBatch)
 		infos, err := c.read(ctx, keys[:n])
 		if err != nil {
-			return nil, fmt.Errorf("renewlock: list %q: %w", pattern, err)
+			return nil, fmt.Errorf("renewlock: list %q: %w", pattern, classify(err, ""))
 		}
 		out = append(out, infos...)
 		keys = keys[n:]
@@ -142,7 +142,7 @@ func (c *Client) ForceRelease(ctx context.Context, key string) (*Info, error) {
 		return nil, fmt.Errorf("%w: key %q", ErrNotHeld, key)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("renewlock: force release %q: %w", key, err)
+		return nil, fmt.Errorf("renewlock: force release %q: %w", key, classify(err, rkey))
 	}
 	info, ok, err := parseInfo(key, vals, 0)
 	if err != nil {

@@ -40,7 +40,10 @@ type Lock struct {
 	notOurs    bool  // Redis told us the key is not ours: nothing to clean up
 	released   bool  // Release reached a definitive outcome
 	releaseErr error // that outcome
-	hooks      []func(error)
+	// ctx is cancelled, with err as its cause, when done is closed; made by
+	// the first call of Context.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 }
 
 // Key returns the key the lock was taken on, as passed to Acquire.
@@ -71,23 +74,31 @@ func (l *Lock) Err() error {
 // when the lock stops being held, whichever comes first. Its cause
 // (context.Cause) is then Err. Call the returned cancel function when the work
 // is finished, to release the context's resources.
+//
+// Calling Context many times on a long-held lock is fine: each cancel
+// function frees what its context registered.
 func (l *Lock) Context(parent context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(parent)
-	l.onDone(cancel)
-	return ctx, func() { cancel(context.Canceled) }
+	lctx := l.doneContext()
+	stop := context.AfterFunc(lctx, func() { cancel(context.Cause(lctx)) })
+	return ctx, func() {
+		stop()
+		cancel(context.Canceled)
+	}
 }
 
-// onDone calls f(err) once the lock is done, at once if it already is.
-func (l *Lock) onDone(f func(error)) {
+// doneContext returns a context cancelled, with Err as its cause, when the
+// lock is done.
+func (l *Lock) doneContext() context.Context {
 	l.mu.Lock()
-	if l.err == nil {
-		l.hooks = append(l.hooks, f)
-		l.mu.Unlock()
-		return
+	defer l.mu.Unlock()
+	if l.ctx == nil {
+		l.ctx, l.cancel = context.WithCancelCause(context.Background())
+		if l.err != nil {
+			l.cancel(l.err)
+		}
 	}
-	err := l.err
-	l.mu.Unlock()
-	f(err)
+	return l.ctx
 }
 
 // finish closes Done with err, once. It reports whether this call closed it.
@@ -98,13 +109,11 @@ func (l *Lock) finish(err error, lost bool) bool {
 		return false
 	}
 	l.err, l.lost = err, lost
-	hooks := l.hooks
-	l.hooks = nil
 	close(l.done)
-	l.mu.Unlock()
-	for _, f := range hooks {
-		f(err)
+	if l.cancel != nil {
+		l.cancel(err)
 	}
+	l.mu.Unlock()
 	return true
 }
 
@@ -117,6 +126,15 @@ func (l *Lock) lose(cause string, notOurs bool) {
 	l.mu.Unlock()
 	if l.finish(err, true) {
 		l.cfg.logger.Warn("renewlock: lease lost", "key", l.key, "token", l.token, "cause", cause)
+	}
+}
+
+// loseErr records a loss of the lease caused by err, which the loss error
+// wraps too.
+func (l *Lock) loseErr(err error) {
+	lerr := fmt.Errorf("%w: key %q (token %d): %w", ErrLeaseLost, l.key, l.token, err)
+	if l.finish(lerr, true) {
+		l.cfg.logger.Warn("renewlock: lease lost", "key", l.key, "token", l.token, "cause", err)
 	}
 }
 
@@ -201,6 +219,12 @@ func (l *Lock) Release(ctx context.Context) error {
 			return l.releaseFailed(err)
 		}
 		switch {
+		case !ok && l.Err() == ErrReleased:
+			// An earlier Release had an unknown outcome, and renewal
+			// stopped then: the key is not ours any more because that
+			// release went through or the unrenewed lease ran out after
+			// it. Either way the lock is released.
+			result = nil
 		case !ok:
 			l.lose("not the owner at release (expired or taken over)", true)
 			result = l.Err()

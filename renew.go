@@ -3,6 +3,7 @@ package renewlock
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,18 +97,21 @@ func (r *renewer) remove(l *Lock) {
 	r.mu.Unlock()
 }
 
-// drain returns the locks being renewed, stops renewing them and makes add
-// refuse new ones.
-func (r *renewer) drain() []*Lock {
+// drain forgets every lock, makes add refuse new ones, and returns the
+// locks that were held and those whose Release was under way.
+func (r *renewer) drain() (held, releasing []*Lock) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true
-	out := make([]*Lock, 0, len(r.locks))
 	for l := range r.locks {
-		out = append(out, l)
+		if l.releasing {
+			releasing = append(releasing, l)
+		} else {
+			held = append(held, l)
+		}
 		delete(r.locks, l)
 	}
-	return out
+	return held, releasing
 }
 
 func (r *renewer) poke() {
@@ -209,15 +213,20 @@ func (r *renewer) batch(locks []*Lock) {
 	cancel()
 
 	now := time.Now()
-	var lost []*Lock
-	var firstErr error
-	failed := 0
+	var lost, rejected, failed []*Lock
+	var rejErr, failErr []error
 	r.mu.Lock()
 	r.inflight--
 	for i, l := range locks {
 		l.inflight = false
 		if _, ok := r.locks[l]; !ok {
 			continue // released or already lost meanwhile
+		}
+		if l.releasing && (res[i].err != nil || !res[i].renewed) {
+			// Release is under way: "not ours" may be its own doing (it
+			// ran in Redis before this renewal), and the release's reply
+			// says which. Only the deadline is still watched.
+			continue
 		}
 		switch res[i].err {
 		case nil:
@@ -230,21 +239,57 @@ func (r *renewer) batch(locks []*Lock) {
 				lost = append(lost, l)
 			}
 		default:
+			if err := classify(res[i].err, l.rkey); isRejected(err) {
+				// Retrying cannot fix it (an ACL change, say): the lease
+				// will run out, so the holder hears it now.
+				delete(r.locks, l)
+				rejected = append(rejected, l)
+				rejErr = append(rejErr, err)
+				continue
+			}
 			// Transient: retry soon, until the deadline decides.
 			l.retryAt = now.Add(l.cfg.interval() / 4)
-			failed++
-			if firstErr == nil {
-				firstErr = res[i].err
-			}
+			failed = append(failed, l)
+			failErr = append(failErr, res[i].err)
 		}
 	}
 	r.mu.Unlock()
-	if failed > 0 {
-		r.c.cfg.logger.Warn("renewlock: renewal failed, retrying until the validity deadline",
-			"locks", failed, "err", firstErr)
-	}
+	logRenewalFailures(failed, failErr)
 	for _, l := range lost {
 		l.lose("renewal found another owner or no key", true)
+	}
+	for i, l := range rejected {
+		l.loseErr(fmt.Errorf("renewal %w", rejErr[i]))
+	}
+}
+
+// logRenewalFailures logs transient renewal failures, once per logger in
+// use (locks may have loggers of their own, WithLogger per call): the
+// number of locks, the first key and the first error.
+func logRenewalFailures(locks []*Lock, errs []error) {
+	if len(locks) == 0 {
+		return
+	}
+	type entry struct {
+		n   int
+		key string
+		err error
+	}
+	var order []*slog.Logger
+	by := make(map[*slog.Logger]*entry)
+	for i, l := range locks {
+		e := by[l.cfg.logger]
+		if e == nil {
+			e = &entry{key: l.key, err: errs[i]}
+			by[l.cfg.logger] = e
+			order = append(order, l.cfg.logger)
+		}
+		e.n++
+	}
+	for _, lg := range order {
+		e := by[lg]
+		lg.Warn("renewlock: renewal failed, retrying until the validity deadline",
+			"locks", e.n, "key", e.key, "err", e.err)
 	}
 }
 
