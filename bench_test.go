@@ -112,11 +112,15 @@ func BenchmarkRenewBatch(b *testing.B) {
 			c := benchClient(b, rdb, WithTTL(time.Hour))
 			locks := acquireMany(b, c, "bench:renew:", n)
 			ctx := context.Background()
+			leases := make([]*lease, len(locks))
+			for i, l := range locks {
+				leases[i] = l.le
+			}
 			var loaded atomic.Bool
 			b.ReportAllocs()
 			for b.Loop() {
-				for i, r := range renewMany(ctx, rdb, &loaded, locks) {
-					if r.err != nil || !r.renewed {
+				for i, r := range renewMany(ctx, rdb, &loaded, leases) {
+					if r.err != nil || r.code != renewHeld {
 						b.Fatalf("lock %d not renewed: %v", i, r.err)
 					}
 				}

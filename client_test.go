@@ -162,7 +162,7 @@ func TestClose(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { _, err := c.Acquire(ctx, theirs.Key()); errc <- err }()
 	waitFor(t, 5*time.Second, "waiter subscribed", func() bool {
-		return numSub(t, rdb, renewlock.DefaultKeyPrefix+theirs.Key()) == 1
+		return queued(t, rdb, renewlock.DefaultKeyPrefix+theirs.Key()) == 1
 	})
 
 	if err := c.Close(); err != nil {

@@ -60,9 +60,10 @@ const (
 
 // run performs one script call, possibly in a pipeline with others. If ctx
 // ends while the call is queued it returns a Cmd carrying ctx's error at
-// once; a call that was never sent then never will be, and one already sent
-// gets its abandoned hook when its result arrives.
-func (co *coalescer) run(ctx context.Context, script *redis.Script, keys []string, args []any, abandoned func(*redis.Cmd)) *redis.Cmd {
+// once: a call that was never sent then never will be; one already sent
+// gets its abandoned hook when its result arrives, and run reports that as
+// pending, so that the caller leaves the result to the hook.
+func (co *coalescer) run(ctx context.Context, script *redis.Script, keys []string, args []any, abandoned func(*redis.Cmd)) (cmd *redis.Cmd, pending bool) {
 	co.mu.Lock()
 	if co.flights < maxFlights && len(co.queue) == 0 {
 		co.flights++
@@ -70,7 +71,7 @@ func (co *coalescer) run(ctx context.Context, script *redis.Script, keys []strin
 		// Alone: send directly, in this goroutine.
 		cmd := script.Run(ctx, co.rdb, keys, args...)
 		co.land()
-		return cmd
+		return cmd, false
 	}
 	c := &call{script: script, keys: keys, args: args, abandoned: abandoned, done: make(chan struct{})}
 	co.queue = append(co.queue, c)
@@ -78,7 +79,7 @@ func (co *coalescer) run(ctx context.Context, script *redis.Script, keys []strin
 
 	select {
 	case <-c.done:
-		return c.cmd
+		return c.cmd, false
 	case <-ctx.Done():
 	}
 	co.mu.Lock()
@@ -86,15 +87,15 @@ func (co *coalescer) run(ctx context.Context, script *redis.Script, keys []strin
 		if q == c { // never sent: withdraw it
 			co.queue = append(co.queue[:i], co.queue[i+1:]...)
 			co.mu.Unlock()
-			return ctxCmd(ctx)
+			return ctxCmd(ctx), false
 		}
 	}
 	co.mu.Unlock()
-	if c.state.CompareAndSwap(callPending, callAbandoned) {
-		return ctxCmd(ctx) // on the wire: its sender takes care of the result
+	if c.abandoned != nil && c.state.CompareAndSwap(callPending, callAbandoned) {
+		return ctxCmd(ctx), true // on the wire: its sender takes care of the result
 	}
 	<-c.done
-	return c.cmd
+	return c.cmd, false
 }
 
 // fly sends batch, then whatever queued meanwhile, until the queue is empty.

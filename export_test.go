@@ -6,8 +6,8 @@ func CrashForTest(c *Client) {
 	c.closeOnce.Do(func() {
 		c.cancel()
 		c.hub.close()
-		c.renew.close()
-		c.renew.drain()
+		c.eng.stopLoop()
+		c.eng.drain()
 		c.closeErr = ErrClientClosed
 	})
 }

@@ -162,7 +162,7 @@ func TestRestartWakesWaitersAndTellsHolder(t *testing.T) {
 	}()
 	probe := srv.Client()
 	waitFor(t, 5*time.Second, "the waiter's subscription", func() bool {
-		return numSub(t, probe, renewlock.DefaultKeyPrefix+key) == 1
+		return queued(t, probe, renewlock.DefaultKeyPrefix+key) == 1
 	})
 	srv.Restart()
 	restarted := time.Now()

@@ -18,6 +18,14 @@ func TestLocalHandOff(t *testing.T) {
 	ctx := ctxT(t, 10*time.Second)
 	key := uniqueKey(t)
 	rkey := renewlock.DefaultKeyPrefix + key
+	// Warm up: load the scripts, subscribe the grant channel.
+	warm, err := c.Acquire(ctx, key+"/warm-up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := warm.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
 	first, err := c.Acquire(ctx, key)
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +38,7 @@ func TestLocalHandOff(t *testing.T) {
 		}
 		got <- l
 	}()
-	waitFor(t, 5*time.Second, "the waiter's subscription", func() bool { return numSub(t, rdb, rkey) == 1 })
+	waitFor(t, 5*time.Second, "the waiter in the queue", func() bool { return queued(t, rdb, rkey) == 1 })
 	before := scriptCalls(t, rdb)
 	if err := first.Release(ctx); err != nil {
 		t.Fatal(err)
@@ -117,14 +125,15 @@ func TestContentionIsFair(t *testing.T) {
 	}
 }
 
-// A release right after Redis counted a new waiter's subscription — before
-// the waiter's client saw it confirmed — must not strand the waiter: it gets
+// A release right after a new waiter joined the queue — before the
+// waiter's goroutine has read the reply that says so — must not strand the
+// waiter: the grant that overtakes that reply is kept for it, and it gets
 // the lock at once, not after the old holder's TTL.
-func TestHandOffRightAfterSubscribe(t *testing.T) {
-	_, rdb, c := setup(t) // TTL 10 s: a lost wake-up would stall 10 s
+func TestHandOffRightAfterQueueing(t *testing.T) {
+	_, rdb, c := setup(t) // TTL 10 s: a lost wake-up would stall 3–10 s
 	ctx := ctxT(t, time.Minute)
 	key := uniqueKey(t)
-	channel := renewlock.DefaultKeyPrefix + key
+	rkey := renewlock.DefaultKeyPrefix + key
 	for i := 0; i < 150; i++ {
 		l, err := c.Acquire(ctx, key)
 		if err != nil {
@@ -138,7 +147,7 @@ func TestHandOffRightAfterSubscribe(t *testing.T) {
 			}
 			got <- l2
 		}()
-		for rdb.PubSubNumSub(ctx, channel).Val()[channel] == 0 {
+		for rdb.HGet(ctx, rkey, "qn").Val() == "" {
 			time.Sleep(20 * time.Microsecond)
 		}
 		if err := l.Release(ctx); err != nil {

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -311,5 +312,137 @@ func TestRingIsRejected(t *testing.T) {
 	_, err := renewlock.New(ring)
 	if !errors.Is(err, renewlock.ErrInvalidArgument) || !strings.Contains(err.Error(), "Ring") {
 		t.Fatalf("New(Ring) = %v, want ErrInvalidArgument naming the Ring", err)
+	}
+}
+
+// Defect 1: many goroutines of one Client contend for one key with tiny
+// Acquire deadlines (0–600 µs) and release at once. However the grants and
+// the give-ups interleave, once everyone has stopped the key must be free:
+// no lease may be left that no *Lock refers to.
+func TestGiveUpsLeaveNoOrphan(t *testing.T) {
+	const ttl = 500 * time.Millisecond
+	srv, rdb, c := setup(t, renewlock.WithTTL(ttl))
+	other := newClient(t, srv.Client(), renewlock.WithTTL(ttl))
+	for round := 0; round < 5; round++ {
+		key := uniqueKey(t)
+		stop := time.Now().Add(400 * time.Millisecond)
+		var wg sync.WaitGroup
+		for g := 0; g < 16; g++ {
+			wg.Add(1)
+			go func(g int) {
+				defer wg.Done()
+				for i := 0; time.Now().Before(stop); i++ {
+					d := time.Duration((g*7919+i*104729)%600) * time.Microsecond
+					ctx, cancel := context.WithTimeout(context.Background(), d)
+					l, err := c.Acquire(ctx, key)
+					cancel()
+					if err != nil {
+						continue
+					}
+					rctx, rcancel := context.WithTimeout(context.Background(), time.Duration(i%3)*100*time.Microsecond)
+					_ = l.Release(rctx)
+					rcancel()
+					if l.Err() == nil || errors.Is(l.Err(), renewlock.ErrLeaseLost) {
+						t.Errorf("round %d: after Release, Err = %v", round, l.Err())
+					}
+				}
+			}(g)
+		}
+		wg.Wait()
+		// Releases whose ctx ended may still be on the wire; an interrupted
+		// acquisition is cleaned up in the background. Neither takes long.
+		// An orphan, renewed by c, would stay for good.
+		free := false
+		for end := time.Now().Add(ttl + time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if rdb.HGet(context.Background(), renewlock.DefaultKeyPrefix+key, "o").Val() == "" {
+				free = true
+				break
+			}
+		}
+		if !free {
+			pttl := rdb.PTTL(context.Background(), renewlock.DefaultKeyPrefix+key).Val()
+			t.Fatalf("round %d: key still owned %v after everyone stopped (PTTL %v): an orphaned lease", round, ttl+time.Second, pttl)
+		}
+		l, err := other.TryAcquire(context.Background(), key)
+		if err != nil {
+			t.Fatalf("round %d: another client cannot take the free key: %v", round, err)
+		}
+		_ = l.Release(context.Background())
+	}
+}
+
+// slowSubscribeDialer returns a Dialer whose connections hold back the
+// first SUBSCRIBE they write by delay, so that a subscription is confirmed
+// late.
+func slowSubscribeDialer(delay time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	var once sync.Once
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &slowSubscribeConn{Conn: conn, once: &once, delay: delay}, nil
+	}
+}
+
+type slowSubscribeConn struct {
+	net.Conn
+	once  *sync.Once
+	delay time.Duration
+}
+
+func (c *slowSubscribeConn) Write(p []byte) (int, error) {
+	if bytes.Contains(bytes.ToLower(p), []byte("$9\r\nsubscribe\r\n")) {
+		c.once.Do(func() { time.Sleep(c.delay) })
+	}
+	return c.Conn.Write(p)
+}
+
+// Defect 4: the first waiter of a Client gives up before the Client's
+// subscription is confirmed, and the key is released meanwhile. The next
+// waiter must not sleep until the holder's lease would have expired.
+func TestWaiterAfterEarlyGiveUpIsWoken(t *testing.T) {
+	const ttl = 5 * time.Second
+	srv, _, holderClient := setup(t, renewlock.WithTTL(ttl))
+	rdb := srv.Client(func(o *redis.Options) { o.Dialer = slowSubscribeDialer(300 * time.Millisecond) })
+	c := newClient(t, rdb, renewlock.WithTTL(ttl))
+	ctx := ctxT(t, 20*time.Second)
+	key := uniqueKey(t)
+	held, err := holderClient.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A waits only briefly: it gives up while the SUBSCRIBE is held back.
+	actx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	aDone := make(chan error, 1)
+	go func() { _, err := c.Acquire(actx, key); aDone <- err }()
+	time.Sleep(10 * time.Millisecond)
+	type result struct {
+		l   *renewlock.Lock
+		err error
+	}
+	got := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		l, err := c.Acquire(ctx, key)
+		got <- result{l, err}
+	}()
+	if err := <-aDone; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("A: %v, want a deadline", err)
+	}
+	time.Sleep(100 * time.Millisecond) // still before the subscription is confirmed
+	if err := held.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		t.Logf("B acquired %v after it started", time.Since(start).Round(time.Millisecond))
+		_ = r.l.Release(ctx)
+	case <-time.After(2 * time.Second):
+		t.Fatalf("B still waiting %v after the release (TTL %v): the wake-up was missed", time.Since(start).Round(time.Millisecond), ttl)
 	}
 }

@@ -31,10 +31,15 @@ type Info struct {
 	// AcquiredAt is when the holder took the key, by the Redis server's
 	// clock.
 	AcquiredAt time.Time
-	// TTL is the remaining lease when the key was read (Redis PTTL). The
+	// TTL is what was left of the holder's lease when the key was read. The
 	// holder renews it well before it runs out. It is zero in the Info
 	// returned by ForceRelease.
 	TTL time.Duration
+	// Waiters is the number of places in the lock's queue: callers of
+	// Acquire, in any client, waiting for the lock in arrival order. It
+	// may count waiters that crashed and have not been skipped yet. It is
+	// zero in the Info returned by ForceRelease.
+	Waiters int
 }
 
 // inspectBatch bounds the keys read in one pipelined round trip by List.
@@ -137,14 +142,14 @@ func (c *Client) ForceRelease(ctx context.Context, key string) (*Info, error) {
 		return nil, err
 	}
 	rkey := c.cfg.prefix + key
-	vals, err := forceReleaseScript.Run(ctx, c.rdb, []string{rkey}, c.cfg.ttl.Milliseconds(), rkey).Slice()
+	vals, err := forceReleaseScript.Run(ctx, c.rdb, []string{rkey}).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("%w: key %q", ErrNotHeld, key)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("renewlock: force release %q: %w", key, classify(err, rkey))
 	}
-	info, ok, err := parseInfo(key, vals, 0)
+	info, ok, err := parseInfo(key, vals)
 	if err != nil {
 		return nil, fmt.Errorf("renewlock: force release %q: %w", key, err)
 	}
@@ -167,31 +172,22 @@ func (c *Client) checkOperatorArgs(ctx context.Context, key string) error {
 	return nil
 }
 
-// read fetches the lock hashes of the Redis keys rkeys (all under the
-// prefix) in one pipelined round trip and returns the held ones, in order.
+// read fetches the locks at the Redis keys rkeys (all under the prefix) in
+// one pipelined round trip and returns the held ones, in order.
 func (c *Client) read(ctx context.Context, rkeys []string) ([]Info, error) {
-	pipe := c.rdb.Pipeline()
-	hm := make([]*redis.SliceCmd, len(rkeys))
-	ttl := make([]*redis.DurationCmd, len(rkeys))
-	for i, k := range rkeys {
-		hm[i] = pipe.HMGet(ctx, k, fieldOwner, fieldToken, fieldHolder, fieldAcquired)
-		ttl[i] = pipe.PTTL(ctx, k)
-	}
-	_, _ = pipe.Exec(ctx) // errors are per command below
+	cmds := evalPipelined(ctx, c.rdb, len(rkeys), func(i int) (*redis.Script, []string, []any) {
+		return inspectScript, []string{rkeys[i]}, nil
+	})
 	var out []Info
 	for i, k := range rkeys {
-		vals, err := hm[i].Result()
+		vals, err := cmds[i].Slice()
 		if err != nil {
 			if redis.HasErrorPrefix(err, "WRONGTYPE") {
 				continue // a key under our prefix that is not a lock
 			}
 			return nil, err
 		}
-		d, err := ttl[i].Result()
-		if err != nil {
-			return nil, err
-		}
-		info, ok, err := parseInfo(strings.TrimPrefix(k, c.cfg.prefix), vals, d)
+		info, ok, err := parseInfo(strings.TrimPrefix(k, c.cfg.prefix), vals)
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %w", k, err)
 		}
@@ -202,11 +198,12 @@ func (c *Client) read(ctx context.Context, rkeys []string) ([]Info, error) {
 	return out, nil
 }
 
-// parseInfo decodes the fields o, t, h, a of a lock hash. ok is false for a
-// free key (no owner: missing, or a tombstone).
-func parseInfo(key string, vals []any, ttl time.Duration) (info Info, ok bool, err error) {
-	if len(vals) != 4 {
-		return Info{}, false, fmt.Errorf("lock hash: %d fields, want 4", len(vals))
+// parseInfo decodes the reply of inspect.lua (owner, token, holder,
+// acquired-at, ms left, waiters) or the first four fields of
+// force_release.lua's. ok is false for a key nobody holds.
+func parseInfo(key string, vals []any) (info Info, ok bool, err error) {
+	if len(vals) < 4 {
+		return Info{}, false, fmt.Errorf("lock: %d fields, want at least 4", len(vals))
 	}
 	str := func(v any) string {
 		s, _ := v.(string)
@@ -218,18 +215,21 @@ func parseInfo(key string, vals []any, ttl time.Duration) (info Info, ok bool, e
 	}
 	info = Info{Key: key, Owner: owner, Holder: str(vals[2])}
 	if info.Token, err = strconv.ParseUint(str(vals[1]), 10, 64); err != nil {
-		return Info{}, false, fmt.Errorf("lock hash: fencing token %q: %w", str(vals[1]), err)
+		return Info{}, false, fmt.Errorf("lock: fencing token %q: %w", str(vals[1]), err)
 	}
 	if s := str(vals[3]); s != "" {
 		us, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return Info{}, false, fmt.Errorf("lock hash: acquired-at %q: %w", s, err)
+			return Info{}, false, fmt.Errorf("lock: acquired-at %q: %w", s, err)
 		}
 		info.AcquiredAt = time.UnixMicro(us)
 	}
-	// PTTL replies -1 (no expiry) and -2 (gone since HMGET: impossible in one
-	// pipeline on one connection) as negative durations; report them as 0.
-	info.TTL = max(ttl, 0)
+	if len(vals) >= 6 {
+		left, _ := vals[4].(int64)
+		waiters, _ := vals[5].(int64)
+		info.TTL = time.Duration(max(left, 0)) * time.Millisecond
+		info.Waiters = int(waiters)
+	}
 	return info, true, nil
 }
 

@@ -197,7 +197,8 @@ func TestListMany(t *testing.T) {
 	pipe := rdb.Pipeline()
 	for i := range n {
 		k := fmt.Sprintf("%smany/%05d", renewlock.DefaultKeyPrefix, i)
-		pipe.HSet(ctx, k, "o", fmt.Sprintf("%032x", i), "t", i+1, "h", "h", "a", 1700000000000000)
+		pipe.HSet(ctx, k, "o", fmt.Sprintf("%032x", i), "t", i+1, "h", "h", "a", 1700000000000000,
+			"x", time.Now().Add(time.Minute).UnixMilli())
 		pipe.PExpire(ctx, k, time.Minute)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -279,10 +280,10 @@ func TestForceRelease(t *testing.T) {
 		errc <- err
 		got <- l2
 	}()
-	// Wait until the waiter is subscribed, so the release notification reaches it.
-	for rdb.PubSubNumSub(ctx, renewlock.DefaultKeyPrefix+key).Val()[renewlock.DefaultKeyPrefix+key] == 0 {
+	// Wait until the waiter is in the lock's queue.
+	for rdb.HGet(ctx, renewlock.DefaultKeyPrefix+key, "qn").Val() != "1" {
 		if ctx.Err() != nil {
-			t.Fatal("waiter never subscribed")
+			t.Fatal("waiter never queued")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 )
 
 // A Lock is one acquisition of a key. While it is held the Client renews its
@@ -16,21 +15,8 @@ import (
 type Lock struct {
 	c     *Client
 	key   string // the user's key
-	rkey  string // the Redis key: prefix + key
-	owner string // random owner id written into Redis
-	token uint64
-	cfg   *config
-
-	// Renewal bookkeeping, guarded by c.renew.mu.
-	nextRenew time.Time // when the next renewal is due
-	deadline  time.Time // validity deadline, on the monotonic clock
-	retryAt   time.Time // after a failed renewal: not before this
-	inflight  bool      // a renewal for this lock is on the wire
-	releasing bool      // Release is under way: watch the deadline, renew no more
-
-	// Hand-off bookkeeping (see handOff), set before the Lock is returned.
-	cohort int // hand-offs to local waiters left in this cohort
-	chain  int // hand-offs in a row since the lock was last taken from Redis
+	le    *lease // its lease in the Client's engine
+	token uint64 // set once, when it is taken (before it is handed out)
 
 	relMu      sync.Mutex // one Release at a time
 	mu         sync.Mutex
@@ -125,7 +111,7 @@ func (l *Lock) lose(cause string, notOurs bool) {
 	l.notOurs = l.notOurs || notOurs
 	l.mu.Unlock()
 	if l.finish(err, true) {
-		l.cfg.logger.Warn("renewlock: lease lost", "key", l.key, "token", l.token, "cause", cause)
+		l.le.cfg.logger.Warn("renewlock: lease lost", "key", l.key, "token", l.token, "cause", cause)
 	}
 }
 
@@ -134,7 +120,7 @@ func (l *Lock) lose(cause string, notOurs bool) {
 func (l *Lock) loseErr(err error) {
 	lerr := fmt.Errorf("%w: key %q (token %d): %w", ErrLeaseLost, l.key, l.token, err)
 	if l.finish(lerr, true) {
-		l.cfg.logger.Warn("renewlock: lease lost", "key", l.key, "token", l.token, "cause", err)
+		l.le.cfg.logger.Warn("renewlock: lease lost", "key", l.key, "token", l.token, "cause", err)
 	}
 }
 
@@ -160,15 +146,19 @@ func (l *Lock) lostErr() error {
 	return nil
 }
 
-// Release gives the lock up: it stops renewal, deletes the lease if it is
-// still this holder's (never another's), and wakes the next waiter, in one
-// round trip; if a goroutine of the same Client waits for the key, the lock
-// passes straight to it instead. It returns an error wrapping ErrLeaseLost if
-// the lease had been lost before (or the validity deadline passed while
-// Redis did not answer the release), because work done under the lock may
-// then not have been exclusive. Calling Release again, also concurrently,
-// returns the same result. If Redis cannot be reached the error is returned,
-// the lease is left to expire, and a later Release tries again.
+// Release gives the lock up: it stops renewal and, in one round trip,
+// deletes the lease if it is still this holder's (never another's), or
+// passes the lock straight to the first waiter in the lock's queue (new
+// owner, new token), whichever client it is in. It returns an error
+// wrapping ErrLeaseLost if the lease had been lost before (or the validity
+// deadline passed while Redis did not answer the release), because work
+// done under the lock may then not have been exclusive. Calling Release
+// again, also concurrently, returns the same result.
+//
+// If ctx ends or Redis cannot be reached, the error is returned and renewal
+// stays stopped, so the lease ends within one TTL; a release already on the
+// wire still takes effect when Redis gets it. A later Release tries again,
+// and returns nil if the lease is gone by then.
 func (l *Lock) Release(ctx context.Context) error {
 	if ctx == nil {
 		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
@@ -178,8 +168,9 @@ func (l *Lock) Release(ctx context.Context) error {
 	// Renewal stops now, but the renewal loop keeps watching the validity
 	// deadline until the release is done: if Redis does not answer in time,
 	// Done still closes at the deadline, as the holder was promised.
-	l.c.renew.releasing(l)
-	defer l.c.renew.remove(l)
+	eng := l.c.eng
+	eng.releasing(l.le)
+	defer eng.remove(l.le)
 	l.mu.Lock()
 	if l.released {
 		err := l.releaseErr
@@ -193,24 +184,10 @@ func (l *Lock) Release(ctx context.Context) error {
 	l.mu.Unlock()
 
 	var result error
-	switch {
-	case notOurs:
+	if notOurs {
 		result = lostErr
-	default:
-		if lostErr == nil {
-			if handled, err := l.c.handOff(ctx, l); handled {
-				if err == nil {
-					err = l.lostErr() // the deadline passed while Redis was slow
-				}
-				l.mu.Lock()
-				if l.err != ErrReleased || err == nil { // a definitive outcome
-					l.released, l.releaseErr = true, err
-				}
-				l.mu.Unlock()
-				return err
-			}
-		}
-		ok, err := l.c.release(ctx, l)
+	} else {
+		res, err := l.c.releaseCall(ctx, l.le.rkey, l.le.id)
 		if err != nil {
 			err = fmt.Errorf("renewlock: release %q: %w", l.key, err)
 			if lostErr != nil {
@@ -219,13 +196,12 @@ func (l *Lock) Release(ctx context.Context) error {
 			return l.releaseFailed(err)
 		}
 		switch {
-		case !ok && l.Err() == ErrReleased:
+		case !res.ours && l.Err() == ErrReleased:
 			// An earlier Release had an unknown outcome, and renewal
 			// stopped then: the key is not ours any more because that
 			// release went through or the unrenewed lease ran out after
 			// it. Either way the lock is released.
-			result = nil
-		case !ok:
+		case !res.ours:
 			l.lose("not the owner at release (expired or taken over)", true)
 			result = l.Err()
 		case lostErr != nil:

@@ -8,9 +8,13 @@ import (
 )
 
 // Every operation is one Lua script, loaded once and called by SHA
-// (EVALSHA, with EVAL as the fallback after NOSCRIPT). Each touches exactly
-// one key per lock, so all of a lock's state is in one hash slot.
+// (EVALSHA, with EVAL as the fallback after NOSCRIPT). Each script is
+// lib.lua, the rules about a lock's state that every script shares,
+// followed by its own part. A script touches one key per lock, so all of a
+// lock's state, its queue included, is in one hash slot.
 var (
+	//go:embed scripts/lib.lua
+	libSrc string
 	//go:embed scripts/acquire.lua
 	acquireSrc string
 	//go:embed scripts/renew.lua
@@ -19,12 +23,17 @@ var (
 	releaseSrc string
 	//go:embed scripts/force_release.lua
 	forceReleaseSrc string
+	//go:embed scripts/inspect.lua
+	inspectSrc string
 
-	acquireScript      = redis.NewScript(acquireSrc)
-	renewScript        = redis.NewScript(renewSrc)
-	releaseScript      = redis.NewScript(releaseSrc)
-	forceReleaseScript = redis.NewScript(forceReleaseSrc)
+	acquireScript      = newScript(acquireSrc)
+	renewScript        = newScript(renewSrc)
+	releaseScript      = newScript(releaseSrc)
+	forceReleaseScript = newScript(forceReleaseSrc)
+	inspectScript      = newScript(inspectSrc)
 )
+
+func newScript(src string) *redis.Script { return redis.NewScript(libSrc + "\n" + src) }
 
 // evalPipelined runs n script calls in one pipeline, by SHA; the calls that
 // got NOSCRIPT (a flushed or restarted Redis) go again by source, which also
@@ -54,11 +63,3 @@ func evalPipelined(ctx context.Context, rdb redis.UniversalClient, n int,
 	}
 	return cmds
 }
-
-// Fields of the lock hash.
-const (
-	fieldOwner    = "o"
-	fieldToken    = "t"
-	fieldHolder   = "h"
-	fieldAcquired = "a"
-)

@@ -62,13 +62,18 @@ func nodeFor(t *testing.T, ctx context.Context, cc *redis.ClusterClient, nodes [
 	return nil
 }
 
-// subscribedOn returns the nodes on which channel has a subscriber
-// (PUBSUB NUMSUB counts only the node's own clients on a cluster).
-func subscribedOn(t *testing.T, nodes []*redistest.Server, channel string) []*redistest.Server {
+// grantSubscribedOn returns the nodes on which some client is subscribed
+// to a grant channel (PUBSUB counts only the node's own clients on a
+// cluster).
+func grantSubscribedOn(t *testing.T, nodes []*redistest.Server) []*redistest.Server {
 	t.Helper()
 	var out []*redistest.Server
 	for _, n := range nodes {
-		if numSub(t, n.Client(), channel) > 0 {
+		chans, err := n.Client().PubSubChannels(context.Background(), renewlock.DefaultKeyPrefix+"grant:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(chans) > 0 {
 			out = append(out, n)
 		}
 	}
@@ -295,18 +300,19 @@ func TestTopologyCluster(t *testing.T) {
 			return ch
 		}
 		got1 := acquire(k1)
-		// The waiter's one subscription connection opens on some node (go-redis
-		// picks the first channel's node, or any node before it knows the
-		// slots); every later channel is subscribed on that connection.
+		waitFor(t, 5*time.Second, "the waiter in the queue of "+r1, func() bool {
+			return queued(t, rdb, r1) == 1
+		})
+		// The waiter's one subscription connection (its grant channel) is
+		// on some node; the second key lives on another node.
 		var subNode *redistest.Server
-		waitFor(t, 5*time.Second, "the waiter's subscription to "+r1, func() bool {
-			on := subscribedOn(t, nodes, r1)
+		waitFor(t, 5*time.Second, "the waiter's grant subscription", func() bool {
+			on := grantSubscribedOn(t, nodes)
 			if len(on) == 1 {
 				subNode = on[0]
 			}
 			return subNode != nil
 		})
-		// The second key lives on another node than that connection.
 		var k2, r2 string
 		var n2 *redistest.Server
 		for i := 0; ; i++ {
@@ -321,11 +327,11 @@ func TestTopologyCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		got2 := acquire(k2)
-		waitFor(t, 5*time.Second, "the waiter's subscription to "+r2, func() bool {
-			return numSub(t, subNode.Client(), r2) == 1
+		waitFor(t, 5*time.Second, "the waiter in the queue of "+r2, func() bool {
+			return queued(t, rdb, r2) == 1
 		})
-		if on := subscribedOn(t, nodes, r2); len(on) != 1 || on[0] != subNode {
-			t.Fatalf("subscription to %s on %d nodes, want only on %s", r2, len(on), subNode.Addr())
+		if on := grantSubscribedOn(t, nodes); len(on) != 1 || on[0] != subNode {
+			t.Fatalf("grant channel subscribed on %d nodes, want only on %s", len(on), subNode.Addr())
 		}
 
 		released := time.Now()
@@ -379,8 +385,8 @@ func TestTopologyCluster(t *testing.T) {
 			}
 			got <- l
 		}()
-		waitFor(t, 5*time.Second, "the waiter's subscription", func() bool {
-			return len(subscribedOn(t, nodes, rkey)) == 1
+		waitFor(t, 5*time.Second, "the waiter in the queue", func() bool {
+			return queued(t, rdb, rkey) == 1
 		})
 		before := scriptCalls(t, node)
 		if err := first.Release(ctx); err != nil {
@@ -539,14 +545,17 @@ func TestTopologyCluster(t *testing.T) {
 			_, err := c.Acquire(ctx, base+"/blocked")
 			waitErr <- err
 		}()
-		waitFor(t, 5*time.Second, "the waiter's subscription", func() bool {
-			return len(subscribedOn(t, nodes, renewlock.DefaultKeyPrefix+base+"/blocked")) == 1
+		waitFor(t, 5*time.Second, "the waiter in the queue", func() bool {
+			return queued(t, rdb, renewlock.DefaultKeyPrefix+base+"/blocked") == 1
 		})
 		if err := c.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
 		if err := <-waitErr; !errors.Is(err, renewlock.ErrClientClosed) {
 			t.Fatalf("blocked Acquire after Close: %v, want ErrClientClosed", err)
+		}
+		if n := queued(t, rdb, renewlock.DefaultKeyPrefix+base+"/blocked"); n != 0 {
+			t.Fatalf("%d waiters still queued after Close, want 0", n)
 		}
 		pipe := rdb.Pipeline()
 		cmds := make([]*redis.BoolCmd, len(rkeys))
@@ -626,7 +635,7 @@ func TestTopologySentinel(t *testing.T) {
 		got <- result{l, err, time.Now()}
 	}()
 	waitFor(t, 5*time.Second, "the waiter's subscription", func() bool {
-		return numSub(t, direct, renewlock.DefaultKeyPrefix+key) == 1
+		return queued(t, direct, renewlock.DefaultKeyPrefix+key) == 1
 	})
 	released := time.Now()
 	if err := h.Release(ctx); err != nil {

@@ -3,302 +3,315 @@ package renewlock
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
+// Waiting, end to end. A blocking Acquire that finds the lock held joins
+// the lock's queue in Redis in the same script call (acquire.lua), and then
+// sleeps until the lock is granted to it: the release script makes the
+// first live waiter the holder (new owner, token and lease) and publishes
+// that on the waiter's client's channel. Each Client subscribes to ONE
+// channel of its own, once, for every key it will ever wait on, so a
+// release costs Redis the same work however many clients wait, and waiters
+// are served in arrival order across clients.
+//
+// A waiter's place is a lease (lease.go): the renewal loop renews it with
+// the locks, so a crashed or cut-off waiter is skipped by server time. The
+// renewal's reply also tells a waiter it was granted the lock if the pub/sub
+// message was lost (connection dropped), and the head of the queue is
+// renewed right after the holder's lease would end, so that a crashed
+// holder's lock passes on at once.
+//
+// Interleavings and what covers them:
+//   - a grant published before this Client's subscription is confirmed
+//     would be lost: a waiter joins a queue only once the subscription is
+//     confirmed (until then its attempt only tries);
+//   - a grant that overtakes the reply of the attempt that queued the
+//     waiter: the waiter's id is registered before the attempt is sent
+//     (engine.expect), and the grant is kept for it;
+//   - the caller's ctx ends before, while or after its attempt is on the
+//     wire: never sent, nothing to undo; on the wire, the reply goes to a
+//     clean-up that releases what it got or leaves the queue; after it,
+//     giveUp withdraws the lease and the same clean-up runs — owner-checked
+//     in one script, so a grant that lands before the clean-up is passed on
+//     to the next waiter, and one after it cannot happen;
+//   - Close while waiting: Close leaves the queue (or releases the granted
+//     lock) for every waiting lease in its final round trip;
+//   - the subscription drops: go-redis resubscribes, and once that is
+//     confirmed every waiting lease is renewed at once, whose replies carry
+//     any grant that was missed.
+
+// acquireResult is the reply of acquire.lua.
+type acquireResult struct {
+	taken  bool
+	queued bool
+	token  uint64        // taken
+	left   time.Duration // not taken: what is left of the holder's lease
+	first  bool          // queued first in line
+}
+
+// attempt runs acquire.lua once for le; join asks to be queued if the lock
+// is held. pending reports that ctx ended with the call on the wire: its
+// reply then goes to a clean-up, and the caller must not clean up itself.
+func (c *Client) attempt(ctx context.Context, le *lease, join bool) (res acquireResult, pending bool, err error) {
+	joinArg := "0"
+	if join {
+		joinArg = "1"
+	}
+	// If the caller gives up after the call was sent, undo what it did.
+	abandoned := func(*redis.Cmd) { c.cleanup(le.rkey, le.id, le.cfg) }
+	cmd, pending := c.co.run(ctx, acquireScript, []string{le.rkey},
+		[]any{le.id, le.cfg.ttl.Milliseconds(), le.cfg.holder, joinArg, c.hub.channel}, abandoned)
+	if pending {
+		return res, true, cmd.Err()
+	}
+	vals, err := cmd.Int64Slice()
+	if err == nil && (len(vals) < 2 || (vals[0] == 2 && len(vals) < 3)) {
+		err = fmt.Errorf("renewlock: acquire script returned %v", vals)
+	}
+	if err != nil {
+		if !isReplyError(err) {
+			// The outcome is unknown (timeout, connection lost): the same
+			// id is retried or cleaned up, and both are safe.
+			return res, false, err
+		}
+		return res, false, classify(err, le.rkey)
+	}
+	switch vals[0] {
+	case 1:
+		res.taken, res.token = true, uint64(vals[1])
+	case 2:
+		res.queued, res.first = true, vals[2] == 1
+		fallthrough
+	default:
+		// The lease's end is in whole ms; 0 means within the millisecond.
+		res.left = time.Duration(vals[1]) * time.Millisecond
+	}
+	return res, false, nil
+}
+
+// wait is the blocking acquisition of le: take the lock, or queue for it
+// and sleep until it is granted, or until ctx ends.
+func (c *Client) wait(ctx context.Context, le *lease) (*Lock, error) {
+	key := le.lock.key
+	if !c.eng.expect(le) {
+		return nil, ErrClientClosed
+	}
+	// Grants can reach this Client once its subscription is confirmed; it
+	// is made on the first contention and kept.
+	ready := c.hub.ready
+	join := isClosed(ready)
+	var redisErr error       // the last Redis error, kept for the final error
+	failed := func() error { // the error when ctx ends
+		if redisErr != nil {
+			return fmt.Errorf("renewlock: acquire %q: %w (last Redis error: %v)", key, ctx.Err(), redisErr)
+		}
+		return fmt.Errorf("renewlock: acquire %q: %w", key, ctx.Err())
+	}
+	backoff := 10 * time.Millisecond
+	for {
+		if join {
+			if err := c.hub.failure(); err != nil {
+				return nil, c.giveUp(le, fmt.Errorf("renewlock: acquire %q: waiting needs the grant channel %q: %w", key, c.hub.channel, err))
+			}
+		}
+		sent := time.Now()
+		res, pending, err := c.attempt(ctx, le, join)
+		switch {
+		case pending:
+			c.eng.remove(le) // the clean-up takes care of Redis
+			return nil, failed()
+		case err != nil:
+			if isRejected(err) { // retrying cannot fix it
+				return nil, c.giveUp(le, fmt.Errorf("renewlock: acquire %q: %w", key, err))
+			}
+			redisErr = err
+			if ctx.Err() != nil {
+				return nil, c.giveUp(le, failed())
+			}
+			if err := c.sleep(ctx, backoff); err != nil {
+				return nil, c.giveUp(le, failedOr(err, failed))
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		case res.taken:
+			if !c.eng.hold(le, res.token, sent) {
+				c.cleanup(le.rkey, le.id, le.cfg)
+				return nil, ErrClientClosed
+			}
+			return le.lock, nil
+		case !res.queued:
+			// Held, and not queued yet: wait until grants can reach us.
+			c.hub.subscribe()
+			select {
+			case <-ready:
+				join = true
+				continue
+			case <-ctx.Done():
+				return nil, c.giveUp(le, failed())
+			case <-c.ctx.Done():
+				c.eng.remove(le)
+				return nil, ErrClientClosed
+			}
+		}
+		backoff = 10 * time.Millisecond
+		if !c.eng.queued(le, sent, res.left, res.first) {
+			c.cleanup(le.rkey, le.id, le.cfg)
+			return nil, ErrClientClosed
+		}
+		ev, err := c.await(ctx, le)
+		if err != nil {
+			if errors.Is(err, ErrClientClosed) {
+				return nil, err // Close leaves the queue for us
+			}
+			return nil, c.giveUp(le, failedOr(err, failed))
+		}
+		switch ev.kind {
+		case waitGranted:
+			return le.lock, nil
+		case waitFailed:
+			return nil, c.giveUp(le, fmt.Errorf("renewlock: acquire %q: %w", key, ev.err))
+		}
+		// waitGone: the queue was lost (restart, flush): try again.
+	}
+}
+
+// await sleeps until le's queue entry has news, ctx ends (its error) or
+// the Client closes (ErrClientClosed). A grant that arrived by the time ctx
+// ended is taken rather than given back.
+func (c *Client) await(ctx context.Context, le *lease) (waitEvent, error) {
+	select {
+	case ev := <-le.events:
+		return ev, nil
+	case <-ctx.Done():
+	case <-c.ctx.Done():
+		return waitEvent{}, ErrClientClosed
+	}
+	select {
+	case ev := <-le.events:
+		if ev.kind == waitGranted {
+			return ev, nil
+		}
+	default:
+	}
+	return waitEvent{}, ctx.Err()
+}
+
+// sleep waits d, or until ctx ends (its error) or the Client closes.
+func (c *Client) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		return ErrClientClosed
+	}
+}
+
+// failedOr returns err if the Client closed, else failed().
+func failedOr(err error, failed func() error) error {
+	if errors.Is(err, ErrClientClosed) {
+		return err
+	}
+	return failed()
+}
+
+// giveUp ends a wait that failed with err: le is forgotten, and whatever
+// Redis may hold of it (a queue entry, or the lock granted meanwhile) is
+// released in the background, owner-checked, passing the lock on.
+func (c *Client) giveUp(le *lease, err error) error {
+	if c.eng.withdraw(le) {
+		c.cleanup(le.rkey, le.id, le.cfg)
+	}
+	return err
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // How long the notification connection may be silent before it is pinged.
 const pubsubHealthCheck = 15 * time.Second
 
-// waitHub lets blocked Acquire calls sleep until the lock they wait for is
-// released. Release publishes on a channel named after the lock's Redis key;
-// the hub holds ONE subscription connection for the whole Client, subscribes
-// to a channel while some goroutine waits on it, and on each notification
-// wakes only the first local waiter for that key (FIFO), so a release causes
-// one retry per client, not a herd.
-//
-// A waiter must not miss a release that happens after its last failed
-// attempt. So the first waiter of a key waits until Redis has confirmed the
-// SUBSCRIBE (ready) and only then tries again; from then on every release
-// reaches the head of the queue. A lost notification (connection dropped) is
-// covered by each waiter's fallback timer at the holder's remaining TTL, and
-// after a reconnection every head waiter is woken to try again at once.
-type waitHub struct {
-	rdb redis.UniversalClient
+// hub is the Client's one subscription: the channel on which Redis tells
+// it that one of its waiters was granted a lock ("<id> <token>"). It is
+// subscribed on the first blocking Acquire and stays until Close.
+type hub struct {
+	rdb     redis.UniversalClient
+	eng     *engine
+	channel string // prefix + "grant:" + a random id of this Client
 
 	mu     sync.Mutex
-	ps     *redis.PubSub // created on first use
-	chans  map[string]*chanState
-	ops    []subOp       // SUBSCRIBE/UNSUBSCRIBE to send, in order
-	opKick chan struct{} // wakes the sender (buffered 1)
+	ps     *redis.PubSub
+	ready  chan struct{} // closed once confirmed, or once subscribing failed
+	err    error         // why subscribing failed
+	seen   bool          // the first confirmation came
 	closed bool
-
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop   chan struct{}
+	wg     sync.WaitGroup
 }
 
-type subOp struct {
-	subscribe bool
-	channel   string
-}
-
-type chanState struct {
-	queue      []*waiter
-	subscribed bool          // SUBSCRIBE sent, no UNSUBSCRIBE since
-	pending    int           // SUBSCRIBEs sent and not yet confirmed
-	confirmed  bool          // Redis confirmed the current subscription
-	ready      chan struct{} // closed when confirmed
-	// After releasing to other clients, this client's waiters let them go
-	// first: the release's own notification wakes the head only at
-	// yieldUntil; the next notification (another client released) at once.
-	skipNext   bool
-	yieldUntil time.Time
-}
-
-type waiter struct {
-	ch     string
-	cfg    *config
-	st     *chanState
-	wake   chan struct{} // buffered 1: "try now"
-	handed chan handoff  // buffered 1: outcome of a hand-off to this waiter
-	ready  <-chan struct{}
-	head   bool // was first in its queue when it joined
-
-	// Guarded by the hub's mu.
-	reserved bool // a Release is handing the lock to this waiter
-	gone     bool // giving up: not to be reserved
-}
-
-// handoff is what a releasing lock of the same client tells a reserved
-// waiter: here is the lock; or retry adopting this owner id (the outcome
-// was unknown); or neither: keep waiting.
-type handoff struct {
-	lock  *Lock
-	adopt string
-}
-
-// yieldFor is how long a client's waiters hold back after it released a lock
-// that other clients wait for, so that one of those gets it.
-const yieldFor = 2 * time.Millisecond
-
-func newWaitHub(rdb redis.UniversalClient) *waitHub {
-	return &waitHub{
-		rdb:    rdb,
-		chans:  make(map[string]*chanState),
-		opKick: make(chan struct{}, 1),
-		stop:   make(chan struct{}),
+func newHub(rdb redis.UniversalClient, eng *engine, prefix string) *hub {
+	return &hub{
+		rdb: rdb, eng: eng, channel: prefix + "grant:" + newOwnerID(),
+		ready: make(chan struct{}), stop: make(chan struct{}),
 	}
 }
 
-// waiting reports whether some goroutine of this client waits on ch; a new
-// Acquire then queues behind it instead of barging in.
-func (h *waitHub) waiting(ch string) bool {
+// subscribe starts subscribing if that has not begun, and returns a
+// channel closed once grants can reach this Client (or subscribing failed,
+// see failure).
+func (h *hub) subscribe() <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	st := h.chans[ch]
-	return st != nil && len(st.queue) > 0
+	if h.ps == nil && !h.closed {
+		// No channel yet: nothing is sent in the caller's goroutine.
+		h.ps = h.rdb.Subscribe(context.Background())
+		h.wg.Add(2)
+		go h.sender()
+		go h.receiver()
+	}
+	return h.ready
 }
 
-// join queues a waiter for ch, subscribing if it is the first.
-func (h *waitHub) join(ch string, cfg *config) (*waiter, error) {
+// failure returns why subscribing failed, or nil.
+func (h *hub) failure() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed {
-		return nil, ErrClientClosed
-	}
-	if h.ps == nil {
-		h.start()
-	}
-	st := h.chans[ch]
-	if st == nil {
-		st = &chanState{}
-		h.chans[ch] = st
-	}
-	if !st.subscribed {
-		st.subscribed, st.confirmed = true, false
-		st.pending++
-		st.ready = make(chan struct{})
-		h.send(subOp{subscribe: true, channel: ch})
-	}
-	w := &waiter{ch: ch, cfg: cfg, st: st, wake: make(chan struct{}, 1), handed: make(chan handoff, 1),
-		ready: st.ready, head: len(st.queue) == 0}
-	st.queue = append(st.queue, w)
-	return w, nil
+	return h.err
 }
 
-// leave removes w from its queue. acquired says whether w got the lock; if
-// it did not, the next waiter is woken to try in its place, so that a
-// notification w consumed is never lost.
-func (h *waitHub) leave(w *waiter, acquired bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	st := w.st
-	for i, x := range st.queue {
-		if x == w {
-			st.queue = append(st.queue[:i], st.queue[i+1:]...)
-			if i == 0 && len(st.queue) > 0 {
-				pendingWake := len(w.wake) > 0
-				if !acquired || pendingWake {
-					signal(st.queue[0].wake)
-				}
-			}
-			break
-		}
-	}
-	if len(st.queue) == 0 && st.subscribed && !h.closed {
-		st.subscribed, st.confirmed = false, false
-		h.send(subOp{subscribe: false, channel: w.ch})
-		if st.pending == 0 {
-			delete(h.chans, w.ch)
-		}
-	}
-}
-
-// queued returns the number of waiters of this client for ch.
-func (h *waitHub) queued(ch string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if st := h.chans[ch]; st != nil {
-		return len(st.queue)
-	}
-	return 0
-}
-
-// reserve picks the first waiter for ch that a Release may hand the lock
-// to, and reports how many subscriptions to ch this client has sent (0 or 1,
-// see ownSubscriptions).
-func (h *waitHub) reserve(ch string) (*waiter, int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	st := h.chans[ch]
-	if st == nil || h.closed {
-		return nil, 0
-	}
-	own := 0
-	if st.subscribed { // sent: Redis may count it already
-		own = 1
-	}
-	for _, w := range st.queue {
-		if !w.gone && !w.reserved {
-			w.reserved = true
-			return w, own
-		}
-	}
-	return nil, own
-}
-
-// deliver ends w's reservation with the hand-off's outcome.
-func (h *waitHub) deliver(w *waiter, ho handoff) {
-	h.mu.Lock()
-	w.reserved = false
-	h.mu.Unlock()
-	w.handed <- ho // buffered, and only one reservation at a time
-}
-
-// withdraw marks w as giving up. It reports whether a hand-off to w is under
-// way, whose outcome w must then take from w.handed.
-func (h *waitHub) withdraw(w *waiter) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	w.gone = true
-	return w.reserved
-}
-
-// ownSubscriptions returns how many subscriptions to ch this client has
-// sent (0 or 1). Redis may count one before this client sees it confirmed;
-// counting it early at worst lets this client keep the lock a little longer,
-// counting it late would make it yield to nobody.
-func (h *waitHub) ownSubscriptions(ch string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if st := h.chans[ch]; st != nil && st.subscribed {
-		return 1
-	}
-	return 0
-}
-
-// expectOwnRelease makes this client's waiters for ch let other clients go
-// first after the release about to be sent. Call it before sending, since
-// the release's notification may arrive before its reply.
-func (h *waitHub) expectOwnRelease(ch string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if st := h.chans[ch]; st != nil {
-		st.skipNext, st.yieldUntil = true, time.Now().Add(yieldFor)
-	}
-}
-
-// cancelOwnRelease undoes expectOwnRelease: nobody else waits after all.
-func (h *waitHub) cancelOwnRelease(ch string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if st := h.chans[ch]; st != nil {
-		st.skipNext, st.yieldUntil = false, time.Time{}
-	}
-}
-
-// yieldLeft returns how much longer this client's waiters for ch hold back.
-func (h *waitHub) yieldLeft(ch string) time.Duration {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if st := h.chans[ch]; st != nil {
-		return time.Until(st.yieldUntil)
-	}
-	return 0
-}
-
-func signal(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
-}
-
-// send queues a subscription change for the sender goroutine. h.mu is held.
-func (h *waitHub) send(op subOp) {
-	h.ops = append(h.ops, op)
-	signal(h.opKick)
-}
-
-// start creates the subscription connection and its two goroutines: one
-// sends SUBSCRIBE/UNSUBSCRIBE (so no caller blocks on the network while
-// holding h.mu), one receives. h.mu is held.
-func (h *waitHub) start() {
-	h.ps = h.rdb.Subscribe(context.Background())
-	h.wg.Add(2)
-	go h.sender()
-	go h.receiver()
-}
-
-func (h *waitHub) sender() {
+// sender sends the SUBSCRIBE. If the write fails, go-redis subscribes again
+// when the receiver reconnects.
+func (h *hub) sender() {
 	defer h.wg.Done()
-	for {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
 		select {
-		case <-h.opKick:
 		case <-h.stop:
-			return
-		}
-		h.mu.Lock()
-		ops := h.ops
-		h.ops = nil
-		h.mu.Unlock()
-		for _, op := range ops {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if op.subscribe {
-				// A failed write is retried by go-redis on reconnection,
-				// which resubscribes every channel it knows.
-				_ = h.ps.Subscribe(ctx, op.channel)
-			} else {
-				_ = h.ps.Unsubscribe(ctx, op.channel)
-			}
 			cancel()
+		case <-ctx.Done():
 		}
-	}
+	}()
+	_ = h.ps.Subscribe(ctx, h.channel)
 }
 
-func (h *waitHub) receiver() {
+func (h *hub) receiver() {
 	defer h.wg.Done()
 	ctx := context.Background()
 	backoff := 10 * time.Millisecond
@@ -313,7 +326,9 @@ func (h *waitHub) receiver() {
 				_ = h.ps.Ping(ctx) // a dead connection fails the next read
 				continue
 			}
-			h.disconnected()
+			if rerr := classify(err, ""); isRejected(rerr) {
+				h.fail(rerr) // the user may not subscribe: waiting cannot work
+			}
 			select {
 			case <-time.After(backoff):
 			case <-h.stop:
@@ -325,75 +340,56 @@ func (h *waitHub) receiver() {
 		backoff = 10 * time.Millisecond
 		switch m := msg.(type) {
 		case *redis.Message:
-			h.notify(m.Channel)
+			h.deliver(m.Payload)
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
-				h.confirmed(m.Channel)
+				h.confirmed()
 			}
 		}
 	}
 }
 
-// notify wakes the head waiter of ch. A notification of this client's own
-// release for other clients keeps the yield; any other ends it.
-func (h *waitHub) notify(ch string) {
+// confirmed handles Redis's confirmation of the subscription: the first
+// lets waiters queue; a later one follows a reconnection, during which
+// grants may have been missed.
+func (h *hub) confirmed() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if st := h.chans[ch]; st != nil {
-		if st.skipNext {
-			st.skipNext = false
-		} else {
-			st.yieldUntil = time.Time{}
-		}
-		if len(st.queue) > 0 {
-			signal(st.queue[0].wake)
-		}
+	first := !h.seen
+	h.seen = true
+	if first && h.err == nil {
+		close(h.ready)
+	}
+	h.mu.Unlock()
+	if !first {
+		h.eng.pollWaiting()
 	}
 }
 
-// confirmed handles Redis's reply to a SUBSCRIBE.
-func (h *waitHub) confirmed(ch string) {
+// fail records that subscribing failed with err, for the waiters.
+func (h *hub) fail(err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	st := h.chans[ch]
-	if st == nil {
+	if h.err == nil && !h.seen {
+		h.err = err
+		close(h.ready)
+	}
+}
+
+// deliver hands a grant message "<id> <token>" to the engine.
+func (h *hub) deliver(payload string) {
+	id, tok, ok := strings.Cut(payload, " ")
+	if !ok {
 		return
 	}
-	if st.pending > 0 {
-		st.pending--
+	token, err := strconv.ParseUint(tok, 10, 64)
+	if err != nil {
+		return
 	}
-	switch {
-	case st.pending > 0:
-		// An older SUBSCRIBE's reply; ours is still to come.
-	case !st.subscribed:
-		if len(st.queue) == 0 {
-			delete(h.chans, ch)
-		}
-	case !st.confirmed:
-		st.confirmed = true
-		close(st.ready)
-	case len(st.queue) > 0:
-		// Resubscribed after a reconnection: releases may have been missed.
-		signal(st.queue[0].wake)
-	}
+	h.eng.granted(id, token, time.Time{})
 }
 
-// disconnected forgets outstanding confirmations: go-redis resubscribes all
-// channels on the new connection and each gets one fresh confirmation.
-func (h *waitHub) disconnected() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for ch, st := range h.chans {
-		st.pending = 0
-		if !st.subscribed && len(st.queue) == 0 {
-			delete(h.chans, ch)
-		}
-	}
-}
-
-// close ends the subscription and its goroutines. Waiters notice through the
-// Client's closing channel.
-func (h *waitHub) close() {
+// close ends the subscription and its goroutines.
+func (h *hub) close() {
 	h.mu.Lock()
 	h.closed = true
 	ps := h.ps

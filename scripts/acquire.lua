@@ -1,57 +1,39 @@
--- Take the lock KEYS[1], or pass it on from one owner to the next.
--- ARGV[1] new owner id, ARGV[2] TTL in ms, ARGV[3] holder description.
--- Hand-off only (a release that gives the lock straight to a waiter of the
--- same client): ARGV[4] releasing owner id, ARGV[5] release channel,
--- ARGV[6] -1 to hand off unconditionally, else the number of the releasing
--- client's own subscriptions to the channel: if more clients than that wait,
--- release for them instead. ARGV[7] tombstone ms for that release.
+-- Take the lock KEYS[1] for ARGV[1] (an owner id), or join its queue.
+-- ARGV[2] TTL in ms, ARGV[3] holder text, ARGV[4] '1' to join the queue if
+-- the lock is held, ARGV[5] the caller's channel for grants.
 --
--- Returns {1, token} taken; {0, remaining TTL in ms} held by another owner;
--- {2, receivers} released for other clients instead of handed off;
--- {3, token} taken, but the releasing owner's lease had lapsed.
---
--- The key is a hash: o = owner id, t = fencing token, h = holder, a = time
--- taken (server clock, µs). Tokens are never below the server clock in
--- microseconds, so they keep increasing after a release, after the key
--- expired, and after Redis restarted empty. A token at or ahead of the clock
--- survives its release as a tombstone (only t), so the next one is above it.
-local cur = redis.call('HMGET', KEYS[1], 'o', 't')
-local from = ARGV[4] or ''
-local code = 1
-if cur[1] then
-  if cur[1] == ARGV[1] then
-    -- Already ours: a retry after an unknown outcome adopts it.
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return {1, tonumber(cur[2])}
-  end
-  if cur[1] ~= from then
-    return {0, redis.call('PTTL', KEYS[1])}
-  end
+-- Returns {1, token} taken; {0, ms left of the holder's lease} held (not
+-- queued); {2, ms left, 1 if first in the queue else 0} queued. Calling it
+-- again with the same id is safe: a lock already ours is renewed and
+-- returned, a queue entry already there is renewed.
+local key, id, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
+if not mayexpire(key) then
+  return noexpire(key)
 end
-local now = redis.call('TIME')
-now = tonumber(now[1]) * 1000000 + tonumber(now[2])
-if cur[1] then -- handing off from ARGV[4]
-  if ARGV[6] ~= '-1' and redis.call('PUBSUB', 'NUMSUB', ARGV[5])[2] > tonumber(ARGV[6]) then
-    -- Other clients wait: release for them (as release.lua does).
-    if tonumber(cur[2]) < now then
-      redis.call('DEL', KEYS[1])
-    else
-      redis.call('HDEL', KEYS[1], 'o', 'h', 'a')
-      redis.call('PEXPIRE', KEYS[1], ARGV[7])
-    end
-    return {2, redis.call('PUBLISH', ARGV[5], '')}
-  end
-elseif from ~= '' then
-  code = 3
+local cur = redis.call('HMGET', key, 'o', 't')
+if not cur[1] then
+  -- Free (missing, or a token tombstone), so nobody waits either.
+  local token = nexttoken(cur[2])
+  redis.call('HSET', key, 'o', id, 't', fmt(token), 'h', ARGV[3], 'a', fmt(NOWUS))
+  redis.call('PEXPIRE', key, ttl)
+  return {1, token}
 end
-local token = now
-if cur[2] then
-  local last = tonumber(cur[2])
-  if last and last >= token then
-    token = last + 1
-  end
+if cur[1] == id then
+  redis.call('PEXPIRE', key, ttl)
+  return {1, tonumber(cur[2])}
 end
-redis.call('HSET', KEYS[1], 'o', ARGV[1], 't', string.format('%.0f', token),
-  'h', ARGV[3], 'a', string.format('%.0f', now))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {code, token}
+local left = redis.call('PTTL', key)
+if ARGV[4] ~= '1' then
+  return {0, left}
+end
+if redis.call('HEXISTS', key, 'e' .. id) == 1 then
+  redis.call('HSET', key, 'e' .. id, fmt(NOW + ttl))
+  return {2, left, head(key) == id and 1 or 0}
+end
+local n = redis.call('HINCRBY', key, 'qt', 1)
+redis.call('HSETNX', key, 'qh', n)
+local chan = ARGV[5]
+redis.call('HSET', key, 'q' .. n, id, 'e' .. id, fmt(NOW + ttl),
+  'w' .. id, string.format('%d %d %d ', n, ttl, #chan) .. chan .. ARGV[3])
+local first = redis.call('HINCRBY', key, 'qn', 1) == 1
+return {2, left, first and 1 or 0}

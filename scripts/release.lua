@@ -1,20 +1,31 @@
--- Release KEYS[1] if ARGV[1] still owns it, and wake waiters.
--- ARGV[1] owner id, ARGV[2] ms to keep a token tombstone, ARGV[3] channel.
--- Returns {1, clients notified} released, {0, 0} not ours (nothing touched).
+-- Release the lock KEYS[1] if ARGV[1] holds it, or take ARGV[1] out of its
+-- queue. ARGV[2] is the caller's channel for grants.
 --
--- The key is deleted when its token is below the server clock in µs: the
--- next acquisition's token (never below the clock) is then larger anyway.
--- Only a token at or ahead of the clock (acquisitions within one µs) is kept,
--- as a tombstone that expires after ARGV[2] ms.
-local cur = redis.call('HMGET', KEYS[1], 'o', 't')
-if cur[1] ~= ARGV[1] then
-  return {0, 0}
+-- A release passes the lock to the first live waiter in the same step (new
+-- owner, new token, new lease) and tells that waiter's client; a waiter of
+-- the caller's own client is told in the reply instead.
+-- Returns {1, 1} released to a waiter of another client; {1, 0} released,
+-- nobody waits; {2, token, id} released to the caller's own waiter id;
+-- {3, 0} left the queue; {0, 0} neither held nor queued (nothing touched).
+local key, id = KEYS[1], ARGV[1]
+if not mayexpire(key) then
+  return noexpire(key)
 end
-local now = redis.call('TIME')
-if tonumber(cur[2]) < tonumber(now[1]) * 1000000 + tonumber(now[2]) then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('HDEL', KEYS[1], 'o', 'h', 'a')
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local cur = redis.call('HMGET', key, 'o', 't')
+if cur[1] == id then
+  local next, token, mine = grant(key, cur[2], ARGV[2])
+  if not next then
+    free(key, cur[2])
+    return {1, 0}
+  end
+  if mine then
+    return {2, token, next}
+  end
+  return {1, 1}
 end
-return {1, redis.call('PUBLISH', ARGV[3], '')}
+local rec = redis.call('HGET', key, 'w' .. id)
+if rec then
+  drop(key, id, (parse(rec)))
+  return {3, 0}
+end
+return {0, 0}

@@ -67,7 +67,8 @@ func TestLibraryOnMiniredis(t *testing.T) {
 		t.Fatalf("PTTL after 3 TTLs = %v: not renewed", pttl)
 	}
 
-	// A release wakes the waiter through PUBLISH in the script.
+	// A release grants the lock to the waiter and tells it through PUBLISH
+	// in the script.
 	got := make(chan *renewlock.Lock, 1)
 	errc := make(chan error, 1)
 	go func() {
@@ -75,11 +76,11 @@ func TestLibraryOnMiniredis(t *testing.T) {
 		errc <- err
 		got <- l2
 	}()
-	// Release once the waiter is subscribed, so only the notification (not
-	// the fallback timer at the remaining TTL) can wake it at once.
-	for ardb.PubSubNumSub(ctx, "renewlock:k").Val()["renewlock:k"] == 0 {
+	// Release once the waiter is queued, so only the grant's message (not
+	// a renewal of the waiter's place) can wake it at once.
+	for ardb.HGet(ctx, "renewlock:k", "qn").Val() == "" {
 		if ctx.Err() != nil {
-			t.Fatal("the waiter never subscribed")
+			t.Fatal("the waiter never queued")
 		}
 		time.Sleep(time.Millisecond)
 	}

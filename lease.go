@@ -1,0 +1,310 @@
+package renewlock
+
+import (
+	"sync"
+	"time"
+)
+
+// The lease engine. Everything this Client has in Redis that must be
+// renewed to last is a lease: a held lock, or a waiter's place in a lock's
+// queue (a crashed waiter is skipped by the server once its lease ends). The
+// engine keeps them, renews them in batches (renew.go), hands a waiter the
+// lock when it is granted (handoff.go), and tells the lock when its lease is
+// lost. It knows leases, not the primitives built on them: the mutex (Lock)
+// sees only a *lease and the events it gets.
+//
+// One mutex, engine.mu, guards every lease's state, so that a grant, a
+// renewal's reply, a give-up and Close never see a lease half changed.
+//
+// A lease's life:
+//
+//	pending ──reply "queued"──▶ waiting ──granted──▶ held ──Release──▶ releasing ──▶ (gone)
+//	   │  └─reply "taken"──────────────────────────────▲                     │
+//	   └─◀──renewal "gone" (queue lost: retry)──┘        └─lost, Close──▶ (gone)
+//
+// pending: an acquire attempt is on its way; its id is known to the engine
+// already, so a grant that arrives before the attempt's reply (pub/sub can
+// overtake it) is kept for it.
+type leaseState uint8
+
+const (
+	leasePending   leaseState = iota // attempt on the wire; not renewed
+	leaseWaiting                     // queued: renewed so the entry lasts
+	leaseHeld                        // the lock: renewed, deadline watched
+	leaseReleasing                   // Release under way: deadline watched only
+	leaseGone                        // forgotten
+)
+
+type lease struct {
+	rkey   string  // the Redis key
+	id     string  // owner id in Redis; also the waiter's id in the queue
+	cfg    *config // TTL, renew interval, logger
+	lock   *Lock   // the lock it is (or will be, once granted)
+	events chan waitEvent
+
+	// Guarded by engine.mu.
+	state     leaseState
+	token     uint64    // set when held
+	nextRenew time.Time // when the next renewal is due
+	deadline  time.Time // held: validity deadline, on the monotonic clock
+	retryAt   time.Time // after a failed renewal: not before this
+	inflight  bool      // a renewal is on the wire
+	sent      bool      // an attempt was sent: Redis may have something of it
+	// base is when the last reply that found the waiter queued was sent. A
+	// grant lands after that reply was made, so the granted lease ends no
+	// earlier than base + TTL: the new holder's deadline counts from base.
+	base       time.Time
+	earlyToken uint64 // pending: a grant that overtook the attempt's reply
+}
+
+// A waitEvent tells a waiting Acquire what became of its place in the queue.
+type waitEvent struct {
+	kind waitKind
+	err  error // waitFailed: why
+}
+
+type waitKind uint8
+
+const (
+	waitGranted waitKind = iota + 1 // the lock is ours: lease.lock is held
+	waitGone                        // the queue entry is gone: try again
+	waitFailed                      // Redis refused the entry's renewal
+)
+
+type engine struct {
+	c *Client
+
+	mu      sync.Mutex
+	leases  map[*lease]struct{} // renewed or watched by the loop
+	byID    map[string]*lease   // pending and waiting leases, for grants
+	closed  bool                // drained by Close: nothing new is taken on
+	loop    renewLoop           // renew.go
+	pollNow bool                // renew every waiting lease now (pub/sub reconnected)
+}
+
+func newEngine(c *Client) *engine {
+	e := &engine{
+		c:      c,
+		leases: make(map[*lease]struct{}),
+		byID:   make(map[string]*lease),
+	}
+	e.loop.init()
+	go e.run()
+	return e
+}
+
+// newLease returns a lease for one acquisition of key, with its Lock.
+// events is made for a blocking acquisition.
+func (e *engine) newLease(key string, cfg *config, blocking bool) *lease {
+	le := &lease{rkey: cfg.prefix + key, id: newOwnerID(), cfg: cfg}
+	le.lock = &Lock{c: e.c, key: key, le: le, done: make(chan struct{})}
+	if blocking {
+		le.events = make(chan waitEvent, 1)
+	}
+	return le
+}
+
+// expect registers le before its attempt is sent, so that a grant arriving
+// first is not lost. It returns false if the Client is closing.
+func (e *engine) expect(le *lease) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	le.state, le.sent = leasePending, true
+	e.byID[le.id] = le
+	return true
+}
+
+// hold makes le the lock's lease after an attempt sent at sent took it (or
+// found it ours already). It returns false if the Client is closing: the
+// caller then cleans up.
+func (e *engine) hold(le *lease, token uint64, sent time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.byID, le.id)
+	if e.closed {
+		le.state = leaseGone
+		return false
+	}
+	e.toHeld(le, token, sent)
+	return true
+}
+
+// toHeld makes le held with a lease that Redis started no earlier than
+// base. e.mu is held.
+func (e *engine) toHeld(le *lease, token uint64, base time.Time) {
+	le.state, le.token = leaseHeld, token
+	le.lock.token = token
+	le.deadline = base.Add(le.cfg.validity())
+	le.nextRenew = base.Add(le.cfg.interval())
+	le.retryAt = time.Time{}
+	e.leases[le] = struct{}{}
+	e.alarm(le.nextRenew)
+}
+
+// queued records that the attempt sent at sent put le in the queue, with
+// left of the holder's lease to run; first says it heads the queue. A grant
+// that overtook the reply is handed over now. It returns false if the Client
+// is closing.
+func (e *engine) queued(le *lease, sent time.Time, left time.Duration, first bool) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		delete(e.byID, le.id)
+		le.state = leaseGone
+		return false
+	}
+	le.state, le.base = leaseWaiting, sent
+	e.leases[le] = struct{}{}
+	if le.earlyToken != 0 {
+		token := le.earlyToken
+		le.earlyToken = 0
+		e.grantLocked(le, token)
+		return true
+	}
+	e.scheduleWait(le, sent, time.Now(), left, first)
+	return true
+}
+
+// scheduleWait sets when waiting le is renewed next: every renew interval,
+// and the head of the queue also right after the holder's lease would end,
+// so that a crashed holder's lock passes on at once. e.mu is held.
+func (e *engine) scheduleWait(le *lease, sent, now time.Time, left time.Duration, first bool) {
+	le.nextRenew = sent.Add(le.cfg.interval())
+	if first {
+		if t := now.Add(left + time.Millisecond); t.Before(le.nextRenew) {
+			le.nextRenew = t
+		}
+	}
+	le.retryAt = time.Time{}
+	e.alarm(le.nextRenew)
+}
+
+// grantLocked hands waiting le the lock, granted with token. If the last
+// sign of life of its queue entry (base) is too old to build a deadline on,
+// the lock is renewed first: the renewal's reply grants it again with a
+// fresh base. e.mu is held.
+func (e *engine) grantLocked(le *lease, token uint64) {
+	if !time.Now().Before(le.base.Add(le.cfg.validity())) {
+		le.nextRenew = time.Now()
+		e.alarm(le.nextRenew)
+		return
+	}
+	delete(e.byID, le.id)
+	e.toHeld(le, token, le.base)
+	signalEvent(le.events, waitEvent{kind: waitGranted})
+}
+
+// granted hands the lock to this Client's waiter id, which Redis made its
+// holder with token: told by pub/sub, by a release's reply or by a renewal.
+// A waiter that gave up is no longer known; its own clean-up releases what
+// it was granted. base, if not zero, is a time no later than the grant
+// (the send time of the release that granted it).
+func (e *engine) granted(id string, token uint64, base time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	le := e.byID[id]
+	if le == nil {
+		return
+	}
+	switch le.state {
+	case leasePending:
+		le.earlyToken = token
+	case leaseWaiting:
+		if base.After(le.base) {
+			le.base = base
+		}
+		e.grantLocked(le, token)
+	}
+}
+
+// gone handles a queue entry that Redis no longer has (restart, flush, its
+// lease ran out): the waiter tries again with the same id. e.mu is held.
+func (e *engine) goneLocked(le *lease) {
+	delete(e.leases, le)
+	le.state = leasePending
+	signalEvent(le.events, waitEvent{kind: waitGone})
+}
+
+// withdraw forgets le (its Acquire gives up). It reports whether Redis may
+// hold something of it (an entry, or the lock granted meanwhile), which
+// the caller must then clean up.
+func (e *engine) withdraw(le *lease) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.byID, le.id)
+	delete(e.leases, le)
+	le.state = leaseGone
+	return le.sent
+}
+
+// releasing stops renewing le but keeps watching its validity deadline,
+// until remove. A renewal already on the wire may still land; it is
+// owner-checked, so it cannot revive a released lock.
+func (e *engine) releasing(le *lease) {
+	e.mu.Lock()
+	if le.state == leaseHeld {
+		le.state = leaseReleasing
+	}
+	e.mu.Unlock()
+}
+
+// remove forgets le.
+func (e *engine) remove(le *lease) {
+	e.mu.Lock()
+	delete(e.leases, le)
+	delete(e.byID, le.id)
+	le.state = leaseGone
+	e.mu.Unlock()
+}
+
+// drain forgets every lease and makes the engine refuse new ones. It
+// returns the held leases, those being released, and the waiting ones.
+func (e *engine) drain() (held, releasing, waiting []*lease) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	for le := range e.leases {
+		switch le.state {
+		case leaseHeld:
+			held = append(held, le)
+		case leaseReleasing:
+			releasing = append(releasing, le)
+		case leaseWaiting:
+			waiting = append(waiting, le)
+		}
+		le.state = leaseGone
+	}
+	clear(e.leases)
+	clear(e.byID)
+	return held, releasing, waiting
+}
+
+// pollWaiting renews every waiting lease at once: grants published while
+// the subscription was down are then found by the renewals' replies.
+func (e *engine) pollWaiting() {
+	e.mu.Lock()
+	now := time.Now()
+	for le := range e.leases {
+		if le.state == leaseWaiting {
+			le.nextRenew, le.retryAt = now, time.Time{}
+		}
+	}
+	e.alarm(now)
+	e.mu.Unlock()
+}
+
+// signalEvent delivers ev without blocking: a lease has at most one event
+// outstanding, since each moves it to a state that sends no more until its
+// waiter acts.
+func signalEvent(ch chan waitEvent, ev waitEvent) {
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- ev:
+	default:
+	}
+}
