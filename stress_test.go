@@ -109,7 +109,7 @@ func TestStress(t *testing.T) {
 	defer probe.close()
 
 	s := &stress{t: t, seed: seed, srv: srv, probe: probe, start: time.Now(),
-		viol: map[string]int{}, excused: map[string]int{}}
+		viol: map[string]int{}, excused: map[string]int{}, first: map[string]time.Duration{}, rounds: map[string][]int{}}
 	for n := 1; time.Since(s.start) < total; n++ {
 		r := newStressRound(s, n)
 		r.run()
@@ -163,11 +163,12 @@ type stress struct {
 
 	c stressCounters
 
-	mu       sync.Mutex
-	viol     map[string]int
-	excused  map[string]int
-	starved  []string // rounds with a gap > stressGap
-	firstHit map[string]string
+	mu      sync.Mutex
+	viol    map[string]int
+	excused map[string]int
+	starved []string                 // rounds with a gap > stressGap
+	first   map[string]time.Duration // first violation of each invariant, from the start
+	rounds  map[string][]int         // rounds with a violation of each invariant
 }
 
 type stressCounters struct {
@@ -197,6 +198,12 @@ func (s *stress) violate(r *stressRound, inv, key string, excuse time.Duration, 
 		return
 	}
 	s.viol[inv]++
+	if s.viol[inv] == 1 {
+		s.first[inv] = time.Since(s.start)
+	}
+	if rs := s.rounds[inv]; len(rs) == 0 || rs[len(rs)-1] != r.n {
+		s.rounds[inv] = append(rs, r.n)
+	}
 	if s.viol[inv] <= stressMaxShown {
 		s.t.Errorf("VIOLATION: %s", msg)
 	}
@@ -220,7 +227,11 @@ func (s *stress) summary() {
 		c.relRetried.Load(), c.relRetryFailed.Load(), c.relLost.Load())
 	s.mu.Lock()
 	for _, inv := range stressInvariants {
-		fmt.Fprintf(&b, "  violations %-34s %d (excused %d)\n", inv, s.viol[inv], s.excused[inv])
+		fmt.Fprintf(&b, "  violations %-34s %d (excused %d)", inv, s.viol[inv], s.excused[inv])
+		if s.viol[inv] > 0 {
+			fmt.Fprintf(&b, ", first at +%.1fs, in rounds %v", s.first[inv].Seconds(), s.rounds[inv])
+		}
+		b.WriteString("\n")
 	}
 	s.mu.Unlock()
 	s.t.Log(b.String())
@@ -368,8 +379,8 @@ func (r *stressRound) run() {
 		pauseStart := time.Duration(200+r.rng.IntN(300)) * time.Millisecond
 		// Longer than every TTL of the round (all are at most ttlHi).
 		pauseLen := r.ttlHi + time.Duration(250+r.rng.IntN(200))*time.Millisecond
-		closeIn := r.rng.IntN(7) > 0
-		closeAfter := time.Duration(r.rng.Int64N(int64(100 * time.Millisecond)))
+		closeIn := (r.n/3)%4 != 3 // three pause rounds of four: 2, 5, 8, not 11, …
+		closeAfter := time.Duration(r.rng.Int64N(int64(20 * time.Millisecond)))
 		// Work goes on for a while after Redis resumed.
 		stopAt = pauseStart + 100*time.Millisecond + pauseLen + 700*time.Millisecond
 		r.aux.Add(1)
