@@ -102,7 +102,7 @@ func TestStress(t *testing.T) {
 		}
 		seed = s
 	}
-	t.Logf("stress: seed %d (RENEWLOCK_STRESS_SEED=%d reproduces), duration %v", seed, seed, total)
+	t.Logf("stress: seed %d (RENEWLOCK_STRESS_SEED=%d replays its choices), duration %v", seed, seed, total)
 
 	srv := redistest.Start(t)
 	probe := startGapProbe()
@@ -622,7 +622,11 @@ func (r *stressRound) someOpen() bool {
 
 // doPause stops Redis for d, optionally closing a Client during the pause.
 func (r *stressRound) doPause(rng *rand.Rand, d time.Duration, closeIn bool, closeAfter time.Duration) {
-	r.s.srv.Pause()
+	// Not srv.Pause: it would call t.Fatal outside the test goroutine.
+	if err := r.s.srv.Server.Pause(); err != nil {
+		r.s.t.Errorf("stress: pausing Redis: %v", err)
+		return
+	}
 	p := time.Now()
 	r.mu.Lock()
 	r.pausedAt = p
@@ -644,7 +648,9 @@ func (r *stressRound) doPause(rng *rand.Rand, d time.Duration, closeIn bool, clo
 		}()
 	}
 	time.Sleep(time.Until(p.Add(d)))
-	r.s.srv.Resume()
+	if err := r.s.srv.Server.Resume(); err != nil {
+		r.s.t.Errorf("stress: resuming Redis: %v", err)
+	}
 	r.mu.Lock()
 	r.resumed = time.Now()
 	r.mu.Unlock()
@@ -1094,7 +1100,7 @@ func (r *stressRound) callOnClosed(cl *stressClient, rng *rand.Rand) {
 // PTTL that stays near its TTL, is renewed by a Client for nobody.
 func (r *stressRound) checkKeysFree() {
 	ctx := context.Background()
-	rdb := r.s.srv.Client()
+	rdb := redis.NewClient(&redis.Options{Addr: r.s.srv.Addr()})
 	defer rdb.Close()
 	limit := time.Duration(r.maxTTL.Load()) + stressFreeSlack
 	start := time.Now()
