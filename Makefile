@@ -1,8 +1,12 @@
 # The few commands people need. `make test` is what CI runs (.ci/run).
+# `make stress` runs the randomized API-interruption stress test alone
+# (TestStress, ≈ 20 s; also part of `unit`); longer with
+# `make stress RENEWLOCK_STRESS=10m`, replay a seed's choices with
+# RENEWLOCK_STRESS_SEED=N.
 GO ?= go
 FUZZTIME ?= 5s
 
-.PHONY: test vet unit chaos fuzz bench demo lint
+.PHONY: test vet unit chaos fuzz bench demo lint stress
 
 test: vet unit chaos fuzz
 
@@ -14,6 +18,10 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 ./...
+
+stress:
+	RENEWLOCK_STRESS=$(RENEWLOCK_STRESS) RENEWLOCK_STRESS_SEED=$(RENEWLOCK_STRESS_SEED) \
+		$(GO) test -race -count=1 -run '^TestStress$$' -v -timeout 0 .
 
 chaos:
 	cd chaos && $(GO) test -race -count=1 ./...
