@@ -107,24 +107,34 @@ func (c *Client) TryAcquire(ctx context.Context, key string, opts ...Option) (*L
 		return nil, err
 	}
 	le := c.eng.newLease(key, cfg, false)
-	sent := time.Now()
-	res, pending, err := c.attempt(ctx, le, false)
-	switch {
-	case pending: // the reply goes to a clean-up
-		return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
-	case err != nil:
-		if !isReplyError(err) && !isRejected(err) {
-			c.cleanup(le.rkey, le.id, cfg) // the outcome is unknown
+	for {
+		sent := time.Now()
+		res, pending, err := c.attempt(ctx, le, false)
+		switch {
+		case pending: // the reply goes to a clean-up
+			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
+		case err != nil:
+			if !isReplyError(err) && !isRejected(err) {
+				c.cleanup(le.rkey, le.id, cfg) // the outcome is unknown
+			}
+			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
+		case !res.taken:
+			return nil, fmt.Errorf("%w: key %q, lease ends within %v", ErrNotAcquired, key, res.left+time.Millisecond)
 		}
-		return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
-	case !res.taken:
-		return nil, fmt.Errorf("%w: key %q, lease ends within %v", ErrNotAcquired, key, res.left+time.Millisecond)
+		switch c.eng.hold(le, res.token, sent) {
+		case holdOK:
+			return le.lock, nil
+		case holdClosed:
+			c.cleanup(le.rkey, le.id, cfg)
+			return nil, ErrClientClosed
+		}
+		// holdStale: the reply came too late to use; ask again (the
+		// script renews a lock that is ours) until ctx ends.
+		if err := ctx.Err(); err != nil {
+			c.cleanup(le.rkey, le.id, cfg)
+			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
+		}
 	}
-	if !c.eng.hold(le, res.token, sent) {
-		c.cleanup(le.rkey, le.id, cfg)
-		return nil, ErrClientClosed
-	}
-	return le.lock, nil
 }
 
 // Acquire takes key, waiting as long as ctx allows while another holder has

@@ -446,3 +446,43 @@ func TestWaiterAfterEarlyGiveUpIsWoken(t *testing.T) {
 		t.Fatalf("B still waiting %v after the release (TTL %v): the wake-up was missed", time.Since(start).Round(time.Millisecond), ttl)
 	}
 }
+
+// An acquisition whose reply arrives after the validity deadline it would
+// set (Redis or the network stalled longer than the lease) must not hand
+// out a lock whose Done should already be closed: Acquire and TryAcquire
+// ask again, and return a lock valid from the new send.
+func TestLateReplyDoesNotHandOutADeadLock(t *testing.T) {
+	const ttl = 300 * time.Millisecond
+	for _, name := range []string{"Acquire", "TryAcquire"} {
+		t.Run(name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			rdb := srv.Client()
+			var delayed atomic.Bool
+			rdb.AddHook(&interceptHook{single: func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+				err := next(ctx, cmd)
+				if err == nil && scriptName(cmd) == "acquire" && delayed.CompareAndSwap(false, true) {
+					time.Sleep(ttl + 100*time.Millisecond) // the reply is late
+				}
+				return err
+			}})
+			c := newClient(t, rdb, renewlock.WithTTL(ttl))
+			ctx := ctxT(t, 10*time.Second)
+			var l *renewlock.Lock
+			var err error
+			if name == "Acquire" {
+				l, err = c.Acquire(ctx, uniqueKey(t))
+			} else {
+				l, err = c.TryAcquire(ctx, uniqueKey(t))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if closedWithin(l.Done(), 2*ttl) {
+				t.Fatalf("Done closed right after %s returned: %v", name, l.Err())
+			}
+			if err := l.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -117,19 +117,34 @@ func (e *engine) expect(le *lease) bool {
 	return true
 }
 
+// Outcomes of hold.
+type holdResult uint8
+
+const (
+	holdOK     holdResult = iota
+	holdClosed            // the Client is closing: the caller cleans up
+	holdStale             // the reply came after the deadline it set: ask again
+)
+
 // hold makes le the lock's lease after an attempt sent at sent took it (or
-// found it ours already). It returns false if the Client is closing: the
-// caller then cleans up.
-func (e *engine) hold(le *lease, token uint64, sent time.Time) bool {
+// found it ours already). A reply that arrives after the validity deadline
+// it gives (Redis or the network stalled longer than the lease) cannot be
+// handed out: the caller asks again with the same id, which renews the
+// lock from a fresh send time.
+func (e *engine) hold(le *lease, token uint64, sent time.Time) holdResult {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	delete(e.byID, le.id)
 	if e.closed {
+		delete(e.byID, le.id)
 		le.state = leaseGone
-		return false
+		return holdClosed
 	}
+	if !time.Now().Before(sent.Add(le.cfg.validity())) {
+		return holdStale
+	}
+	delete(e.byID, le.id)
 	e.toHeld(le, token, sent)
-	return true
+	return holdOK
 }
 
 // toHeld makes le held with a lease that Redis started no earlier than

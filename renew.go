@@ -127,15 +127,17 @@ func (e *engine) plan(now time.Time) {
 			// Waiting past the earliest deadline is pointless: that lock
 			// is lost then.
 			deadline := now.Add(time.Hour)
-			for _, le := range due {
+			as := make([]leaseState, len(due))
+			for i, le := range due {
 				le.inflight = true
+				as[i] = le.state
 				if le.state == leaseHeld && le.deadline.Before(deadline) {
 					deadline = le.deadline
 				}
 			}
 			e.loop.inflight++
 			e.loop.wg.Add(1)
-			go e.batch(due, deadline)
+			go e.batch(due, as, deadline)
 		}
 		// else: a finishing batch pokes the loop.
 	}
@@ -148,14 +150,17 @@ func (e *engine) plan(now time.Time) {
 }
 
 // batch renews leases in one pipelined round trip and records the outcome.
+// as[i] is what leases[i] was when the batch was planned.
 //
 // Interleavings it allows for: a Release runs while the renewal is on the
 // wire (the lease is then releasing, and "not ours" may be the release's
 // own doing: ignored, the release's reply decides); a waiter gives up (the
 // lease is gone: its result is ignored, its clean-up releases whatever
-// Redis granted it); a grant reaches the waiter by pub/sub first (the lease
-// is held by then, and the reply simply renews it).
-func (e *engine) batch(leases []*lease, deadline time.Time) {
+// Redis granted it); a waiter is granted the lock (by pub/sub or a
+// release's reply) while the renewal of its place is on the wire (the
+// lease is held by then: a "queued" reply is older than the grant and is
+// ignored, a "held" one renews the lock).
+func (e *engine) batch(leases []*lease, as []leaseState, deadline time.Time) {
 	defer e.loop.wg.Done()
 	defer e.poke()
 	ctx, cancel := context.WithDeadline(e.c.ctx, deadline)
@@ -202,12 +207,17 @@ func (e *engine) batch(leases []*lease, deadline time.Time) {
 		case leaseHeld, leaseReleasing:
 			switch {
 			case r.code == renewHeld:
+				// Also when it was sent for the waiter: it was processed
+				// after the grant, and renewed the lock from sent on.
 				le.deadline = sent.Add(le.cfg.validity())
 				le.nextRenew = sent.Add(le.cfg.interval())
 				le.retryAt = time.Time{}
 			case le.state == leaseReleasing:
 				// "Not ours" may be the release's own doing: its reply
 				// decides. Only the deadline is still watched.
+			case as[i] == leaseWaiting:
+				// The reply is about the waiter's place, from before the
+				// grant: nothing to learn from it.
 			default:
 				delete(e.leases, le)
 				le.state = leaseGone

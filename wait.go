@@ -141,9 +141,12 @@ func (c *Client) wait(ctx context.Context, le *lease) (*Lock, error) {
 			backoff = min(2*backoff, time.Second)
 			continue
 		case res.taken:
-			if !c.eng.hold(le, res.token, sent) {
+			switch c.eng.hold(le, res.token, sent) {
+			case holdClosed:
 				c.cleanup(le.rkey, le.id, le.cfg)
 				return nil, ErrClientClosed
+			case holdStale: // ask again: the script renews what is ours
+				continue
 			}
 			return le.lock, nil
 		case !res.queued:
