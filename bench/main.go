@@ -42,6 +42,11 @@ type config struct {
 	S6        time.Duration `json:"s6_duration"`
 	S6Locks   int           `json:"s6_locks"`
 	S6TTL     time.Duration `json:"s6_ttl"`
+	S7        time.Duration `json:"s7_window_per_round"`
+	S7Clients string        `json:"s7_clients"`
+	S7Holds   string        `json:"s7_holds"`
+	S7Warmup  time.Duration `json:"s7_contended_warmup"`
+	S7Timeout time.Duration `json:"s7_acquire_timeout"`
 	Libs      string        `json:"libs"`
 	Scenarios string        `json:"scenarios"`
 }
@@ -76,6 +81,7 @@ type results struct {
 	S4Local   map[string]*handoffRes `json:"s4_handoff_same_client,omitempty"`
 	S5        map[string]*costRes    `json:"s5_cost,omitempty"`
 	S6        *s6Res                 `json:"s6_renewal_at_scale,omitempty"`
+	S7        *s7Out                 `json:"s7_many_clients_one_key,omitempty"`
 	Targets   []target               `json:"targets,omitempty"`
 }
 
@@ -96,8 +102,13 @@ func main() {
 	flag.DurationVar(&cfg.S6, "s6", 10*time.Second, "S6 hold time of the many locks (the README table uses 30s)")
 	flag.IntVar(&cfg.S6Locks, "s6-locks", 10000, "S6 number of locks held")
 	flag.DurationVar(&cfg.S6TTL, "s6-ttl", 10*time.Second, "S6 lock TTL (renewed every TTL/3)")
+	flag.DurationVar(&cfg.S7, "s7", 1500*time.Millisecond, "S7 measured window per library, N and hold, per round")
+	flag.StringVar(&cfg.S7Clients, "s7-clients", "2,16,64,128", "S7 numbers of clients (one goroutine, one Redis client and one lock instance each)")
+	flag.StringVar(&cfg.S7Holds, "s7-holds", "0,1ms", "S7 hold times")
+	flag.DurationVar(&cfg.S7Warmup, "s7-warmup", 200*time.Millisecond, "S7 contended warm-up before each window (not measured)")
+	flag.DurationVar(&cfg.S7Timeout, "s7-timeout", 10*time.Second, "S7 timeout of one acquire call (a timeout counts as a failed attempt)")
 	flag.StringVar(&cfg.Libs, "libs", "", "comma-separated libraries to run (default all)")
-	flag.StringVar(&cfg.Scenarios, "scenarios", "s1,s2,s3,s4,s5,s6", "comma-separated scenarios to run")
+	flag.StringVar(&cfg.Scenarios, "scenarios", "s1,s2,s3,s4,s5,s6,s7", "comma-separated scenarios to run")
 	flag.Parse()
 
 	if *cpuprof != "" {
@@ -273,6 +284,11 @@ func run(cfg config, bin, out, mdPath string) error {
 				return err
 			}
 			res.S5[ls.name] = &c
+		}
+	}
+	if want("s7") {
+		if res.S7, err = b.manyClients(order); err != nil {
+			return err
 		}
 	}
 	res.Ping = summarize(pings)
