@@ -35,6 +35,7 @@ type target struct {
 	Reference string  `json:"reference"`
 	Ratio     float64 `json:"ratio"` // renewlock ÷ reference, in the goal's sense (≥1 is good)
 	Met       bool    `json:"met"`
+	NA        bool    `json:"not_applicable,omitempty"` // no reference to compare with in this run
 }
 
 // best returns the peer with the largest (or smallest) value of f.
@@ -58,10 +59,12 @@ var allLibs []*libState
 func evaluate(res *results) []target {
 	var out []target
 	addIssue := func(issue int, sc, goal, rl, ref string, ratio float64, met bool) {
-		if math.IsNaN(ratio) || math.IsInf(ratio, 0) {
+		na := math.IsNaN(ratio) // the caller's sign for "no reference"
+		if na || math.IsInf(ratio, 0) {
 			ratio = 0 // JSON has no NaN or infinity
 		}
-		out = append(out, target{issue, sc, goal, rl, ref, math.Round(ratio*1000) / 1000, met})
+		out = append(out, target{Issue: issue, Scenario: sc, Goal: goal, Renewlock: rl, Reference: ref,
+			Ratio: math.Round(ratio*1000) / 1000, Met: met && !na, NA: na})
 	}
 	add := func(sc, goal, rl, ref string, ratio float64, met bool) {
 		addIssue(5, sc, goal, rl, ref, ratio, met)
@@ -272,13 +275,16 @@ func writeMarkdown(w io.Writer, res *results, libs []*libState) {
 				first = false
 			}
 			mark := "no"
-			if t.Met {
+			switch {
+			case t.NA:
+				mark = "n/a"
+			case t.Met:
 				mark = "yes"
 			}
 			p("| %s | %s | %s | %s | %.2f | %s |\n", t.Scenario, t.Goal, t.Renewlock, t.Reference, t.Ratio, mark)
 		}
 		if !first {
-			p("\nmargin: how far renewlock is from the goal's bound (≥ 1 means met).\n\n")
+			p("\nmargin: how far renewlock is from the goal's bound (≥ 1 means met); n/a: no reference in this run.\n\n")
 		}
 	}
 }
