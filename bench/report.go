@@ -258,6 +258,12 @@ func writeMarkdown(w io.Writer, res *results, libs []*libState) {
 		p("| locks lost during the hold | %d |\n", s.LostLocks)
 		p("| Close (release all, one pipeline) | %.3f s |\n\n", s.CloseSeconds)
 	}
+	if res.S1X != nil {
+		writeAnatomy(p, res.S1X, res.S1XOrder, m.Config.Rounds, m.Config.S1X)
+	}
+	if res.S1XRedis != nil {
+		writeScriptCosts(p, res.S1XRedis, res.S1XRedisO)
+	}
 	if res.S7 != nil {
 		writeS7(p, res.S7, libs, m.Config.Rounds)
 	}
