@@ -31,26 +31,27 @@ import (
 var inf = math.Inf(1)
 
 type config struct {
-	Rounds     int           `json:"rounds"`
-	S1         time.Duration `json:"s1_per_round"`
-	S2         time.Duration `json:"s2_per_round"`
-	S2Workers  int           `json:"s2_goroutines"`
-	S3         time.Duration `json:"s3_per_round"`
-	S3Workers  int           `json:"s3_goroutines"`
-	S4         int           `json:"s4_samples_per_round"`
-	S5         int           `json:"s5_pairs"`
-	S6         time.Duration `json:"s6_duration"`
-	S6Locks    int           `json:"s6_locks"`
-	S6TTL      time.Duration `json:"s6_ttl"`
-	S7         time.Duration `json:"s7_window_per_round"`
-	S7Clients  string        `json:"s7_clients"`
-	S7Holds    string        `json:"s7_holds"`
-	S7Warmup   time.Duration `json:"s7_contended_warmup"`
-	S7Timeout  time.Duration `json:"s7_acquire_timeout"`
-	S1X        time.Duration `json:"s1x_per_variant_per_round"`
-	ScriptsDir string        `json:"scripts_dir"`
-	Libs       string        `json:"libs"`
-	Scenarios  string        `json:"scenarios"`
+	Rounds      int           `json:"rounds"`
+	S1          time.Duration `json:"s1_per_round"`
+	S2          time.Duration `json:"s2_per_round"`
+	S2Workers   int           `json:"s2_goroutines"`
+	S3          time.Duration `json:"s3_per_round"`
+	S3Workers   int           `json:"s3_goroutines"`
+	S4          int           `json:"s4_samples_per_round"`
+	S5          int           `json:"s5_pairs"`
+	S6          time.Duration `json:"s6_duration"`
+	S6Locks     int           `json:"s6_locks"`
+	S6TTL       time.Duration `json:"s6_ttl"`
+	S7          time.Duration `json:"s7_window_per_round"`
+	S7Clients   string        `json:"s7_clients"`
+	S7Holds     string        `json:"s7_holds"`
+	S7Warmup    time.Duration `json:"s7_contended_warmup"`
+	S7Timeout   time.Duration `json:"s7_acquire_timeout"`
+	S1X         time.Duration `json:"s1x_per_variant_per_round"`
+	ScriptsDir  string        `json:"scripts_dir"`
+	S1XVariants string        `json:"s1x_variants"`
+	Libs        string        `json:"libs"`
+	Scenarios   string        `json:"scenarios"`
 }
 
 type bench struct {
@@ -114,6 +115,7 @@ func main() {
 	flag.DurationVar(&cfg.S7Warmup, "s7-warmup", 200*time.Millisecond, "S7 contended warm-up before each window (not measured)")
 	flag.DurationVar(&cfg.S7Timeout, "s7-timeout", 10*time.Second, "S7 timeout of one acquire call (a timeout counts as a failed attempt)")
 	flag.DurationVar(&cfg.S1X, "s1x", time.Second, "S1X (S1 anatomy, not in the default scenarios) time per variant per round")
+	flag.StringVar(&cfg.S1XVariants, "s1x-variants", "", "S1X variants to run (default all; e.g. renewlock,raw-scripts)")
 	flag.StringVar(&cfg.ScriptsDir, "scripts-dir", "../scripts", "renewlock's Lua scripts, for S1X's raw variants")
 	flag.StringVar(&cfg.Libs, "libs", "", "comma-separated libraries to run (default all)")
 	flag.StringVar(&cfg.Scenarios, "scenarios", "s1,s2,s3,s4,s5,s6,s7", "comma-separated scenarios to run")

@@ -40,12 +40,16 @@ type anatomyVariant struct {
 
 // anatomyRes is the outcome of one variant, summed over rounds.
 type anatomyRes struct {
-	Note           string             `json:"note"`
-	Pairs          int                `json:"pairs"`
-	Errors         int                `json:"errors"`
-	Seconds        float64            `json:"seconds"`
-	PairsPerSec    float64            `json:"pairs_per_sec"`
-	MeanPairUs     float64            `json:"mean_pair_us"`
+	Note        string  `json:"note"`
+	Pairs       int     `json:"pairs"`
+	Errors      int     `json:"errors"`
+	Seconds     float64 `json:"seconds"`
+	PairsPerSec float64 `json:"pairs_per_sec"`
+	MeanPairUs  float64 `json:"mean_pair_us"`
+	// RoundMeanUs is the mean pair time of each round; MedianRoundUs its
+	// median, which a noisy round does not move.
+	RoundMeanUs    []float64          `json:"round_mean_pair_us"`
+	MedianRoundUs  float64            `json:"median_round_mean_pair_us"`
 	Pair           dist               `json:"pair"`
 	First          dist               `json:"first_call"`
 	Second         dist               `json:"second_call"`
@@ -202,6 +206,10 @@ func (b *bench) anatomyVariants() ([]*anatomyVariant, func(), error) {
 			}
 			return t1, rdb.Ping(ctx).Err()
 		}})
+	if b.cfg.S1XVariants != "" {
+		want := strings.Split(b.cfg.S1XVariants, ",")
+		vs = slices.DeleteFunc(vs, func(v *anatomyVariant) bool { return !slices.Contains(want, v.name) })
+	}
 	// Load every script once, so that no window sees a NOSCRIPT.
 	ctx := context.Background()
 	for _, v := range vs {
@@ -277,6 +285,7 @@ func (b *bench) anatomy() (map[string]*anatomyRes, []string, error) {
 			c0 := v.ctr.snap()
 			p0 := readProc()
 			cpu0 := cpuTime()
+			before := len(res.pair)
 			start := time.Now()
 			stop := start.Add(b.cfg.S1X)
 			pprof.Do(ctx, pprof.Labels("s1x", v.name), func(ctx context.Context) {
@@ -296,6 +305,13 @@ func (b *bench) anatomy() (map[string]*anatomyRes, []string, error) {
 				}
 			})
 			el := time.Since(start)
+			if n := len(res.pair) - before; n > 0 {
+				var sum time.Duration
+				for _, d := range res.pair[before:] {
+					sum += d
+				}
+				res.RoundMeanUs = append(res.RoundMeanUs, float64(sum.Nanoseconds())/1e3/float64(n))
+			}
 			res.clientCPU += cpuTime() - cpu0
 			p1 := readProc()
 			c1 := v.ctr.snap().sub(c0)
@@ -329,6 +345,11 @@ func (b *bench) anatomy() (map[string]*anatomyRes, []string, error) {
 		f := float64(res.Pairs)
 		res.PairsPerSec = f / res.Seconds
 		res.MeanPairUs = res.Pair.Mean * 1000
+		rm := slices.Clone(res.RoundMeanUs)
+		slices.Sort(rm)
+		if len(rm) > 0 {
+			res.MedianRoundUs = rm[len(rm)/2]
+		}
 		res.ClientCPUus = float64(res.clientCPU.Nanoseconds()) / 1e3 / f
 		res.RedisCPUus = res.redisCPU * 1e6 / f
 		res.CallsPerPair, res.UsecPerCall = map[string]float64{}, map[string]float64{}
@@ -363,8 +384,8 @@ func (b *bench) anatomy() (map[string]*anatomyRes, []string, error) {
 func writeAnatomy(p func(string, ...any), res map[string]*anatomyRes, names []string, rounds int, d time.Duration) {
 	p("### S1X anatomy of a serial uncontended pair (%v per variant per round, %d rounds)\n\n", d, rounds)
 	p("Process-wide client numbers (CPU, allocations, schedulings) include the bench loop itself (a key formatted per pair, one context with timeout), alike for every variant.\n\n")
-	p("| variant | pairs/s | mean µs | p50 µs | 1st call p50 µs | 2nd call p50 µs | client CPU µs | GC CPU µs | Redis CPU µs | Redis cmd time µs | allocs | bytes | goroutines | ctx switches vol/invol | round trips | Redis calls × µs/call |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	p("| variant | pairs/s | mean µs | median of round means µs | p50 µs | 1st call p50 µs | 2nd call p50 µs | client CPU µs | GC CPU µs | Redis CPU µs | Redis cmd time µs | allocs | bytes | goroutines | ctx switches vol/invol | round trips | Redis calls × µs/call |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, n := range names {
 		r := res[n]
 		var parts []string
@@ -372,8 +393,8 @@ func writeAnatomy(p func(string, ...any), res map[string]*anatomyRes, names []st
 			parts = append(parts, fmt.Sprintf("%s %.2f×%.1fµs", cmd, c, r.UsecPerCall[cmd]))
 		}
 		slices.Sort(parts)
-		p("| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.3f | %.2f / %.2f | %.2f | %s |\n",
-			n, r.PairsPerSec, r.MeanPairUs, r.Pair.P50*1000, r.First.P50*1000, r.Second.P50*1000, r.ClientCPUus, r.GCCPUus, r.RedisCPUus, r.TopLevelUs,
+		p("| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.3f | %.2f / %.2f | %.2f | %s |\n",
+			n, r.PairsPerSec, r.MeanPairUs, r.MedianRoundUs, r.Pair.P50*1000, r.First.P50*1000, r.Second.P50*1000, r.ClientCPUus, r.GCCPUus, r.RedisCPUus, r.TopLevelUs,
 			r.AllocsPerPair, r.BytesPerPair, r.GoroutinesNew, r.VolCtxSw, r.InvolCtxSw, r.RoundTrips, strings.Join(parts, ", "))
 	}
 	p("\n")
@@ -525,7 +546,7 @@ func (b *bench) scriptCosts(pairs int) (map[string]*scriptCostRes, []string, err
 	}
 	const batch = 100
 	rounds := max(1, b.cfg.Rounds)
-	per := max(batch, pairs/rounds)
+	per := max(1, (pairs/rounds+batch-1)/batch) * batch
 	calls, usec := map[string]map[string]int64{}, map[string]map[string]int64{}
 	cpu := map[string]float64{}
 	for r := 0; r < rounds; r++ {
