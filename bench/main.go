@@ -31,19 +31,27 @@ import (
 var inf = math.Inf(1)
 
 type config struct {
-	Rounds    int           `json:"rounds"`
-	S1        time.Duration `json:"s1_per_round"`
-	S2        time.Duration `json:"s2_per_round"`
-	S2Workers int           `json:"s2_goroutines"`
-	S3        time.Duration `json:"s3_per_round"`
-	S3Workers int           `json:"s3_goroutines"`
-	S4        int           `json:"s4_samples_per_round"`
-	S5        int           `json:"s5_pairs"`
-	S6        time.Duration `json:"s6_duration"`
-	S6Locks   int           `json:"s6_locks"`
-	S6TTL     time.Duration `json:"s6_ttl"`
-	Libs      string        `json:"libs"`
-	Scenarios string        `json:"scenarios"`
+	Rounds      int           `json:"rounds"`
+	S1          time.Duration `json:"s1_per_round"`
+	S2          time.Duration `json:"s2_per_round"`
+	S2Workers   int           `json:"s2_goroutines"`
+	S3          time.Duration `json:"s3_per_round"`
+	S3Workers   int           `json:"s3_goroutines"`
+	S4          int           `json:"s4_samples_per_round"`
+	S5          int           `json:"s5_pairs"`
+	S6          time.Duration `json:"s6_duration"`
+	S6Locks     int           `json:"s6_locks"`
+	S6TTL       time.Duration `json:"s6_ttl"`
+	S7          time.Duration `json:"s7_window_per_round"`
+	S7Clients   string        `json:"s7_clients"`
+	S7Holds     string        `json:"s7_holds"`
+	S7Warmup    time.Duration `json:"s7_contended_warmup"`
+	S7Timeout   time.Duration `json:"s7_acquire_timeout"`
+	S1X         time.Duration `json:"s1x_per_variant_per_round"`
+	ScriptsDir  string        `json:"scripts_dir"`
+	S1XVariants string        `json:"s1x_variants"`
+	Libs        string        `json:"libs"`
+	Scenarios   string        `json:"scenarios"`
 }
 
 type bench struct {
@@ -64,19 +72,24 @@ type results struct {
 		Config     config  `json:"config"`
 		Seconds    float64 `json:"total_seconds"`
 	} `json:"meta"`
-	Libraries map[string]string      `json:"libraries"`
-	Ping      dist                   `json:"ping"`
-	PingS4    dist                   `json:"ping_s4"`
-	IdlePing  dist                   `json:"idle_ping_s4"`
-	S1        map[string]*pairRes    `json:"s1_serial,omitempty"`
-	S2        map[string]*pairRes    `json:"s2_parallel,omitempty"`
-	S3Hold0   map[string]*contRes    `json:"s3_contention_hold0,omitempty"`
-	S3Hold1   map[string]*contRes    `json:"s3_contention_hold1ms,omitempty"`
-	S4        map[string]*handoffRes `json:"s4_handoff,omitempty"`
-	S4Local   map[string]*handoffRes `json:"s4_handoff_same_client,omitempty"`
-	S5        map[string]*costRes    `json:"s5_cost,omitempty"`
-	S6        *s6Res                 `json:"s6_renewal_at_scale,omitempty"`
-	Targets   []target               `json:"targets,omitempty"`
+	Libraries map[string]string         `json:"libraries"`
+	Ping      dist                      `json:"ping"`
+	PingS4    dist                      `json:"ping_s4"`
+	IdlePing  dist                      `json:"idle_ping_s4"`
+	S1        map[string]*pairRes       `json:"s1_serial,omitempty"`
+	S2        map[string]*pairRes       `json:"s2_parallel,omitempty"`
+	S3Hold0   map[string]*contRes       `json:"s3_contention_hold0,omitempty"`
+	S3Hold1   map[string]*contRes       `json:"s3_contention_hold1ms,omitempty"`
+	S4        map[string]*handoffRes    `json:"s4_handoff,omitempty"`
+	S4Local   map[string]*handoffRes    `json:"s4_handoff_same_client,omitempty"`
+	S5        map[string]*costRes       `json:"s5_cost,omitempty"`
+	S6        *s6Res                    `json:"s6_renewal_at_scale,omitempty"`
+	S7        *s7Out                    `json:"s7_many_clients_one_key,omitempty"`
+	S1X       map[string]*anatomyRes    `json:"s1x_anatomy,omitempty"`
+	S1XOrder  []string                  `json:"s1x_variants,omitempty"`
+	S1XRedis  map[string]*scriptCostRes `json:"s1x_redis_side_pipelined,omitempty"`
+	S1XRedisO []string                  `json:"-"`
+	Targets   []target                  `json:"targets,omitempty"`
 }
 
 func main() {
@@ -96,8 +109,16 @@ func main() {
 	flag.DurationVar(&cfg.S6, "s6", 10*time.Second, "S6 hold time of the many locks (the README table uses 30s)")
 	flag.IntVar(&cfg.S6Locks, "s6-locks", 10000, "S6 number of locks held")
 	flag.DurationVar(&cfg.S6TTL, "s6-ttl", 10*time.Second, "S6 lock TTL (renewed every TTL/3)")
+	flag.DurationVar(&cfg.S7, "s7", 1500*time.Millisecond, "S7 measured window per library, N and hold, per round")
+	flag.StringVar(&cfg.S7Clients, "s7-clients", "2,16,64,128", "S7 numbers of clients (one goroutine, one Redis client and one lock instance each)")
+	flag.StringVar(&cfg.S7Holds, "s7-holds", "0,1ms", "S7 hold times")
+	flag.DurationVar(&cfg.S7Warmup, "s7-warmup", 200*time.Millisecond, "S7 contended warm-up before each window (not measured)")
+	flag.DurationVar(&cfg.S7Timeout, "s7-timeout", 10*time.Second, "S7 timeout of one acquire call (a timeout counts as a failed attempt)")
+	flag.DurationVar(&cfg.S1X, "s1x", time.Second, "S1X (S1 anatomy, not in the default scenarios) time per variant per round")
+	flag.StringVar(&cfg.S1XVariants, "s1x-variants", "", "S1X variants to run (default all; e.g. renewlock,raw-scripts)")
+	flag.StringVar(&cfg.ScriptsDir, "scripts-dir", "../scripts", "renewlock's Lua scripts, for S1X's raw variants")
 	flag.StringVar(&cfg.Libs, "libs", "", "comma-separated libraries to run (default all)")
-	flag.StringVar(&cfg.Scenarios, "scenarios", "s1,s2,s3,s4,s5,s6", "comma-separated scenarios to run")
+	flag.StringVar(&cfg.Scenarios, "scenarios", "s1,s2,s3,s4,s5,s6,s7", "comma-separated scenarios to run")
 	flag.Parse()
 
 	if *cpuprof != "" {
@@ -273,6 +294,20 @@ func run(cfg config, bin, out, mdPath string) error {
 				return err
 			}
 			res.S5[ls.name] = &c
+		}
+	}
+	if want("s1x") {
+		if res.S1X, res.S1XOrder, err = b.anatomy(); err != nil {
+			return err
+		}
+		logf("S1X Redis side, pipelined")
+		if res.S1XRedis, res.S1XRedisO, err = b.scriptCosts(cfg.S5 * 10); err != nil {
+			return err
+		}
+	}
+	if want("s7") {
+		if res.S7, err = b.manyClients(order); err != nil {
+			return err
 		}
 	}
 	res.Ping = summarize(pings)

@@ -25,14 +25,17 @@ func (r ratio) String() string {
 	return fmt.Sprintf("%.2f", float64(r))
 }
 
-// target is one goal of issue 5, checked against this run.
+// target is one goal of an issue (5: S1–S6, 12: S7), checked against this
+// run.
 type target struct {
+	Issue     int     `json:"issue"`
 	Scenario  string  `json:"scenario"`
 	Goal      string  `json:"goal"`
 	Renewlock string  `json:"renewlock"`
 	Reference string  `json:"reference"`
 	Ratio     float64 `json:"ratio"` // renewlock ÷ reference, in the goal's sense (≥1 is good)
 	Met       bool    `json:"met"`
+	NA        bool    `json:"not_applicable,omitempty"` // no reference to compare with in this run
 }
 
 // best returns the peer with the largest (or smallest) value of f.
@@ -55,8 +58,16 @@ var allLibs []*libState
 
 func evaluate(res *results) []target {
 	var out []target
+	addIssue := func(issue int, sc, goal, rl, ref string, ratio float64, met bool) {
+		na := math.IsNaN(ratio) // the caller's sign for "no reference"
+		if na || math.IsInf(ratio, 0) {
+			ratio = 0 // JSON has no NaN or infinity
+		}
+		out = append(out, target{Issue: issue, Scenario: sc, Goal: goal, Renewlock: rl, Reference: ref,
+			Ratio: math.Round(ratio*1000) / 1000, Met: met && !na, NA: na})
+	}
 	add := func(sc, goal, rl, ref string, ratio float64, met bool) {
-		out = append(out, target{sc, goal, rl, ref, math.Round(ratio*1000) / 1000, met})
+		addIssue(5, sc, goal, rl, ref, ratio, met)
 	}
 	if res.S1 != nil && res.S1["renewlock"] != nil && res.S1["minimal"] != nil {
 		r, m := res.S1["renewlock"].PairsPerSec, res.S1["minimal"].PairsPerSec
@@ -132,6 +143,9 @@ func evaluate(res *results) []target {
 		add("S6", "< 1 KiB client heap per held lock", f0(s.HeapBytesPerLock)+" B", "1024 B", 1024/s.HeapBytesPerLock, s.HeapBytesPerLock < 1024)
 		add("S6", "no goroutine per held lock", fmt.Sprintf("%.4f", s.GoroutinesPerLck), "0", 1, s.GoroutinesPerLck < 0.01)
 		add("S6", "S1 p99 while renewing ≤ 1.5× S1 p99 alone", f3(s.S1During.P99)+" ms", "alone "+f3(s.S1Alone.P99)+" ms", 1.5*s.S1Alone.P99/s.S1During.P99, s.S1During.P99 <= 1.5*s.S1Alone.P99)
+	}
+	if res.S7 != nil {
+		evaluateS7(res.S7, allLibs, addIssue)
 	}
 	return out
 }
@@ -244,16 +258,40 @@ func writeMarkdown(w io.Writer, res *results, libs []*libState) {
 		p("| locks lost during the hold | %d |\n", s.LostLocks)
 		p("| Close (release all, one pipeline) | %.3f s |\n\n", s.CloseSeconds)
 	}
-	if len(res.Targets) > 0 {
-		p("### Targets (issue 5)\n\n| scenario | goal | renewlock | reference | margin | met |\n|---|---|---:|---:|---:|:---:|\n")
+	if res.S1X != nil {
+		writeAnatomy(p, res.S1X, res.S1XOrder, m.Config.Rounds, m.Config.S1X)
+	}
+	if res.S1XRedis != nil {
+		writeScriptCosts(p, res.S1XRedis, res.S1XRedisO)
+	}
+	if res.S7 != nil {
+		writeS7(p, res.S7, libs, m.Config.Rounds)
+	}
+	for _, issue := range []struct {
+		n     int
+		title string
+	}{{5, "issue 5"}, {12, "issue 12: contention at scale, S7"}} {
+		first := true
 		for _, t := range res.Targets {
+			if t.Issue != issue.n {
+				continue
+			}
+			if first {
+				p("### Targets (%s)\n\n| scenario | goal | renewlock | reference | margin | met |\n|---|---|---:|---:|---:|:---:|\n", issue.title)
+				first = false
+			}
 			mark := "no"
-			if t.Met {
+			switch {
+			case t.NA:
+				mark = "n/a"
+			case t.Met:
 				mark = "yes"
 			}
 			p("| %s | %s | %s | %s | %.2f | %s |\n", t.Scenario, t.Goal, t.Renewlock, t.Reference, t.Ratio, mark)
 		}
-		p("\nmargin: how far renewlock is from the goal's bound (≥ 1 means met).\n")
+		if !first {
+			p("\nmargin: how far renewlock is from the goal's bound (≥ 1 means met); n/a: no reference in this run.\n\n")
+		}
 	}
 }
 
