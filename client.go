@@ -83,10 +83,14 @@ func (c *Client) prepare(ctx context.Context, key string, opts []Option) (*confi
 	if key == "" {
 		return nil, fmt.Errorf("%w: empty key", ErrInvalidArgument)
 	}
-	cfg := c.cfg
-	cfg.apply(opts)
-	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("key %q: %w", key, err)
+	cfg := &c.cfg // validated by New, never changed
+	if len(opts) > 0 {
+		own := c.cfg
+		own.apply(opts)
+		if err := own.validate(); err != nil {
+			return nil, fmt.Errorf("key %q: %w", key, err)
+		}
+		cfg = &own
 	}
 	if c.ctx.Err() != nil {
 		return nil, ErrClientClosed
@@ -94,7 +98,7 @@ func (c *Client) prepare(ctx context.Context, key string, opts []Option) (*confi
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
 	}
-	return &cfg, nil
+	return cfg, nil
 }
 
 // TryAcquire makes one attempt to take key. If another holder has it, or

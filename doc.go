@@ -37,18 +37,23 @@
 //
 // # Waiting
 //
-// Acquire waits without polling: Release publishes a notification, and a
-// Client holds one subscription connection shared by all keys it waits on.
-// A release wakes one waiter per Client (the longest waiting), not all of
-// them. A holder that crashed publishes nothing; waiters then retry when its
-// lease expires. Waiting honours the context's cancellation and deadline, and
-// a cancelled Acquire leaves nothing behind in Redis. A single Redis call in
-// flight is bounded as go-redis bounds it: by the client's read and write
-// timeouts, and by the context's deadline if ContextTimeoutEnabled is set.
+// Acquire waits without polling, in a queue: a call that finds the lock
+// held joins the lock's queue in Redis in the same round trip, and waiters
+// are served in arrival order, whichever client they are in. A release
+// passes the lock straight to the first waiter (new owner id, new token,
+// new lease) in the same script that checks the releasing owner, and tells
+// only that waiter's Client, on the one pub/sub channel each Client
+// subscribes to. So a release costs Redis the same work however many
+// clients wait. A waiter's place is a lease too, renewed with the locks: a
+// crashed waiter is skipped once its lease ends, by the server's clock. A
+// holder that crashed passes the lock on when its lease ends.
 //
-// Under contention a release passes the lock straight to the longest waiting
-// goroutine of the same Client, in one round trip, with a new owner id and a
-// new token; batches of such hand-offs alternate with other clients' waiters.
+// Waiting honours the context's cancellation and deadline, and a cancelled
+// Acquire leaves nothing behind in Redis: it leaves the queue, and a lock
+// granted to it meanwhile is passed on to the next waiter. A single Redis
+// call in flight is bounded as go-redis bounds it: by the client's read and
+// write timeouts, and by the context's deadline if ContextTimeoutEnabled is
+// set.
 //
 // # Errors
 //
@@ -56,6 +61,17 @@
 // key held), ErrLeaseLost, ErrReleased, ErrClientClosed, and
 // ErrInvalidArgument for bad input (the message names the value). A
 // cancelled context is reported as its own error, never as ErrNotAcquired.
+// A Redis error that retrying cannot fix (an ACL denial, a failed login, a
+// key of another type where the lock should be) wraps ErrRejected, and
+// ErrPermission for rights, and is returned at once; transient ones
+// (connection loss, timeouts, LOADING, BUSY, TRYAGAIN, CLUSTERDOWN, OOM, …)
+// are retried until the context or the validity deadline ends.
+//
+// # Shutdown
+//
+// Close closes every held lock's Done at once (Err is ErrClientClosed),
+// then releases the locks and leaves the queues in one round trip, and
+// returns within a few seconds even if Redis does not answer.
 //
 // # Limits
 //

@@ -41,6 +41,7 @@ type lease struct {
 	cfg    *config // TTL, renew interval, logger
 	lock   *Lock   // the lock it is (or will be, once granted)
 	events chan waitEvent
+	joined bool // an attempt to join the queue was made (owned by the acquiring goroutine)
 
 	// Guarded by engine.mu.
 	state     leaseState

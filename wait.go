@@ -61,8 +61,12 @@ type acquireResult struct {
 // reply then goes to a clean-up, and the caller must not clean up itself.
 func (c *Client) attempt(ctx context.Context, le *lease, join bool) (res acquireResult, pending bool, err error) {
 	joinArg := "0"
-	if join {
+	switch {
+	case join && le.joined:
+		joinArg = "2" // an earlier attempt may have queued it already
+	case join:
 		joinArg = "1"
+		le.joined = true
 	}
 	// If the caller gives up after the call was sent, undo what it did.
 	abandoned := func(*redis.Cmd) { c.cleanup(le.rkey, le.id, le.cfg) }

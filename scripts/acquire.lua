@@ -1,6 +1,8 @@
 -- Take the lock KEYS[1] for ARGV[1] (an owner id), or join its queue.
--- ARGV[2] TTL in ms, ARGV[3] holder text, ARGV[4] '1' to join the queue if
--- the lock is held, ARGV[5] the caller's channel for grants.
+-- ARGV[2] TTL in ms, ARGV[3] holder text, ARGV[4] '0' not to join the queue
+-- if the lock is held, '1' to join it, '2' to join it when an earlier
+-- attempt with this id may have joined already; ARGV[5] the caller's
+-- channel for grants.
 --
 -- Returns {1, token} taken; {0, ms left of the holder's lease} held (not
 -- queued); {2, ms left, 1 if first in the queue else 0} queued. Calling it
@@ -23,10 +25,10 @@ if cur[1] == id then
   return {1, tonumber(cur[2])}
 end
 local left = redis.call('PTTL', key)
-if ARGV[4] ~= '1' then
+if ARGV[4] == '0' then
   return {0, left}
 end
-if redis.call('HEXISTS', key, 'e' .. id) == 1 then
+if ARGV[4] == '2' and redis.call('HEXISTS', key, 'e' .. id) == 1 then
   redis.call('HSET', key, 'e' .. id, fmt(NOW + ttl))
   return {2, left, head(key) == id and 1 or 0}
 end

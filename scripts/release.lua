@@ -11,9 +11,12 @@ local key, id = KEYS[1], ARGV[1]
 if not mayexpire(key) then
   return noexpire(key)
 end
-local cur = redis.call('HMGET', key, 'o', 't')
+local cur = redis.call('HMGET', key, 'o', 't', 'qh')
 if cur[1] == id then
-  local next, token, mine = grant(key, cur[2], ARGV[2])
+  local next, token, mine
+  if cur[3] then -- someone waits
+    next, token, mine = grant(key, cur[2], ARGV[2])
+  end
   if not next then
     free(key, cur[2])
     return {1, 0}
