@@ -1,0 +1,84 @@
+//go:build linux
+
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/renewlock/renewlock/internal/redistest"
+)
+
+// 8. On a terminal, Ctrl-C reaches the command once: from the terminal,
+// not a second time forwarded by renewlock.
+func TestRunTerminalCtrlC(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, m := range []mode{ttyMode, ttyNoJobs, ttyPipeline} {
+		t.Run(m.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			script := `trap 'echo int >> "$0/sig"; exit 7' INT; echo $$ > "$0/pid"; while :; do sleep 0.01; done`
+			r := startIn(t, m, env(srv), "run", "-k", uniqueKey(t), "--", "sh", "-c", script, dir)
+			readPID(t, filepath.Join(dir, "pid"))
+			if _, err := r.tty.master.Write([]byte{3}); err != nil { // Ctrl-C
+				t.Fatal(err)
+			}
+			if code := r.wait(10 * time.Second); code != 7 {
+				t.Fatalf("exit %d, want the command's 7; terminal:\n%s", code, r.output())
+			}
+			if b, _ := os.ReadFile(filepath.Join(dir, "sig")); string(b) != "int\n" {
+				t.Fatalf("the command saw %q, want one SIGINT", b)
+			}
+		})
+	}
+}
+
+// 9. Ctrl-Z stops the command, and renewlock relays the stop to the shell
+// by stopping itself after taking the terminal back; continued, it
+// continues the command.
+func TestRunTerminalCtrlZ(t *testing.T) {
+	srv := redistest.Start(t)
+	key := uniqueKey(t)
+	dir := t.TempDir()
+	script := `trap 'exit 7' TERM; echo $$ > "$0/pid"; while :; do sleep 0.01; done`
+	r := startIn(t, ttyMode, env(srv), "run", "-k", key, "--", "sh", "-c", script, dir)
+	sh := readPID(t, filepath.Join(dir, "pid"))
+	state := func(pid int) byte { st, _ := readStat(pid); return st.state }
+	if _, err := r.tty.master.Write([]byte{26}); err != nil { // Ctrl-Z
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return state(sh) == 'T' && state(r.pid) == 'T' }) {
+		t.Fatalf("after Ctrl-Z: command in state %c, renewlock in %c; want both stopped; terminal:\n%s", state(sh), state(r.pid), r.output())
+	}
+	// The shell got its job back as stopped (128+SIGTSTP), and the
+	// terminal (it took the terminal back from renewlock).
+	if code := r.wait(10 * time.Second); code != 128+int(syscall.SIGTSTP) {
+		t.Fatalf("the shell saw renewlock end with %d, want %d (stopped)", code, 128+int(syscall.SIGTSTP))
+	}
+	if st, _ := readStat(sh); st.tpgid == st.pgrp {
+		t.Fatalf("the stopped command's group %d still has the terminal", st.pgrp)
+	}
+
+	// "bg": renewlock continues, and continues the command.
+	if err := syscall.Kill(r.pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { s := state(sh); return s != 'T' && s != 0 }) {
+		t.Fatalf("after SIGCONT to renewlock: command in state %c; want running", state(sh))
+	}
+	if state(r.pid) == 'T' {
+		t.Fatal("renewlock still stopped")
+	}
+	// Still supervised: SIGTERM is forwarded, and the lock released.
+	if err := syscall.Kill(r.pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return !alive(r.pid) && !alive(sh) }) {
+		t.Fatalf("renewlock (%c) or the command (%c) still alive after SIGTERM", state(r.pid), state(sh))
+	}
+	if code, _, _ := runTool(t, env(srv), "status", key); code != 1 {
+		t.Fatalf("status after the run: exit %d, want 1 (released)", code)
+	}
+}
