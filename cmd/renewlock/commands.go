@@ -82,8 +82,8 @@ SIGINT, SIGTERM and SIGHUP are forwarded to it.
 If the lease is lost (Redis unreachable until the lease's validity ran out,
 or the lock force-released), COMMAND and every process it started get
 SIGTERM at once and SIGKILL after --grace, both before Redis can let another
-holder in. If renewlock itself dies, even by SIGKILL, the kernel kills
-COMMAND too (Linux, FreeBSD). On a terminal, COMMAND runs as the terminal's
+holder in; COMMAND is never started once the lease is lost. If renewlock
+itself dies, even by SIGKILL, the kernel kills COMMAND too (Linux, FreeBSD). On a terminal, COMMAND runs as the terminal's
 foreground process group: Ctrl-C and Ctrl-Z go to it.
 
 Exit status: COMMAND's own (128+N if it died of signal N); 75 the lock was not

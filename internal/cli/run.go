@@ -311,7 +311,10 @@ func (c *RunConfig) holderNote(ctx context.Context, client *renewlock.Client) (s
 type childResult struct {
 	startErr error     // the command could not be started
 	exit     childExit // how it ended, when it ran
-	lost     error     // the lease was lost while it ran
+	lost     error     // the lease was lost while it ran, or before it could start
+	// notStarted: the lease was lost before the command started, so it was
+	// not; lostAtStart: lost as it started, so it was killed at once.
+	notStarted, lostAtStart bool
 }
 
 // resumeSettle is how long renewlock waits, once continued after it
@@ -319,6 +322,9 @@ type childResult struct {
 // command: a stop that outlasted the lease makes the lease lost as soon as
 // the renewal loop runs again, and the command must then not run on.
 const resumeSettle = 20 * time.Millisecond
+
+// Test hooks, called right before and right after the command starts.
+var testHookBeforeStart, testHookAfterStart func(*renewlock.Lock)
 
 // supervise runs the command until it exits, forwarding signals to it and
 // stopping every process it started if the lease is lost.
@@ -329,10 +335,35 @@ func (c *RunConfig) supervise(lock *renewlock.Lock, sigs chan os.Signal) childRe
 		EnvKey+"="+c.Key,
 		EnvToken+"="+strconv.FormatUint(lock.Token(), 10))
 	ch := newChild(cmd, c.Stdin, c.Stdout, c.Stderr, sigs)
+
+	// Never start the command without a lease: acquiring, or a slow
+	// machine, may have taken the time the lease had.
+	if testHookBeforeStart != nil {
+		testHookBeforeStart(lock)
+	}
+	select {
+	case <-lock.Done():
+		return childResult{lost: lock.Err(), notStarted: true}
+	default:
+	}
 	if err := ch.start(); err != nil {
 		return childResult{startErr: err}
 	}
+	if testHookAfterStart != nil {
+		testHookAfterStart(lock)
+	}
 	var res childResult
+	select {
+	case <-lock.Done(): // lost while it started: it gets no grace
+		res.lost, res.lostAtStart = lock.Err(), true
+		fmt.Fprintf(c.Stderr, "renewlock: %s as the command started; killing it\n", libErr(res.lost))
+		ch.killAll()
+		res.exit = <-ch.exited
+		ch.ended()
+		ch.killAll()
+		return res
+	default:
+	}
 
 	send := func(sig syscall.Signal) {
 		if err := ch.forward(sig); err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, syscall.ESRCH) {
@@ -400,6 +431,8 @@ func (c *RunConfig) finish(lock *renewlock.Lock, res childResult) error {
 	relErr := c.release(lock)
 	key := displayKey(c.Key)
 	switch {
+	case res.notStarted:
+		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost before the command could start, so it was not started: %s", key, lock.Token(), libErr(res.lost))
 	case res.startErr != nil:
 		code := ExitCannotExecute
 		if errors.Is(res.startErr, exec.ErrNotFound) || errors.Is(res.startErr, fs.ErrNotExist) {
@@ -408,6 +441,8 @@ func (c *RunConfig) finish(lock *renewlock.Lock, res childResult) error {
 		return exitf(code, "cannot run %s: %v", strquote(c.Command[0]), res.startErr)
 	case res.exit.err != nil:
 		return exitf(ExitSoftware, "waiting for the command: %v", res.exit.err)
+	case res.lostAtStart:
+		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost as the command started, so it was killed at once (%s)", key, lock.Token(), res.exit.how)
 	case res.lost != nil:
 		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost while the command ran, so it was stopped (%s)", key, lock.Token(), res.exit.how)
 	case errors.Is(relErr, renewlock.ErrLeaseLost):
