@@ -123,25 +123,29 @@ type discardLogger struct{}
 
 func (discardLogger) Printf(context.Context, string, ...any) {}
 
-// ping checks that Redis answers, so that a wrong URL fails at once with
-// ExitUnavailable instead of waiting forever.
+// ping checks that Redis answers and lets the user in, so that a wrong URL
+// fails at once with ExitUnavailable, and a wrong password with ExitNoPerm,
+// instead of waiting.
 func ping(ctx context.Context, rdb *redis.Client, target RedisTarget) error {
+	if err := pingErr(ctx, rdb); err != nil {
+		return redisFailure("connecting", target, err)
+	}
+	return nil
+}
+
+// pingErr sends PING, bounded by ConnectTimeout. A user who may not PING
+// got in: the commands renewlock needs are checked when they run.
+func pingErr(ctx context.Context, rdb *redis.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
 	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		return exitf(ExitUnavailable, "Redis at %s (from %s) is unavailable: %v", target.Redacted(), target.Source, redactErr(err, target))
+	if err := rdb.Ping(ctx).Err(); err != nil && replyPrefix(err) != "NOPERM" {
+		return err
 	}
 	return nil
 }
 
 // redactErr hides the target's password in err's text.
-func redactErr(err error, target RedisTarget) string {
-	msg := err.Error()
-	if pw := urlPassword(target.URL); pw != "" {
-		msg = strings.ReplaceAll(msg, pw, "xxxxx")
-	}
-	return msg
-}
+func redactErr(err error, target RedisTarget) string { return redactMsg(err.Error(), target) }
 
 // warnLogger writes the library's warnings (renewal failures) to w as
 // "renewlock: warning: …" lines. The library's own "lease lost" line is
@@ -272,6 +276,8 @@ func (c *RunConfig) acquire(ctx context.Context, client *renewlock.Client, sigs 
 	switch {
 	case err == nil:
 		return lock, nil
+	case errors.Is(err, renewlock.ErrRejected): // a permission problem, a key that is no lock: waiting cannot fix it
+		return nil, redisFailure("acquiring "+displayKey(c.Key), c.Redis, err)
 	case errors.Is(err, renewlock.ErrNotAcquired):
 		note, probeErr := c.holderNote(ctx, client)
 		if probeErr != nil {
@@ -302,7 +308,7 @@ func (c *RunConfig) holderNote(ctx context.Context, client *renewlock.Client) (s
 	case errors.Is(err, renewlock.ErrNotHeld):
 		return " (it is free now)", nil
 	case err != nil:
-		return "", exitf(ExitUnavailable, "acquiring %s: Redis at %s is unavailable: %s", displayKey(c.Key), c.Redis.Redacted(), redactErr(err, c.Redis))
+		return "", redisFailure("acquiring "+displayKey(c.Key), c.Redis, err)
 	}
 	return fmt.Sprintf(": held by %s (owner %s, token %d, lease ends in %v)", info.Holder, ownerPrefix(info.Owner), info.Token, info.TTL.Round(time.Millisecond)), nil
 }
@@ -449,7 +455,7 @@ func (c *RunConfig) finish(lock *renewlock.Lock, res childResult) error {
 		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost before the command's end was released (%s): %s", key, lock.Token(), res.exit.how, libErr(relErr))
 	}
 	if relErr != nil {
-		fmt.Fprintf(c.Stderr, "renewlock: warning: releasing %s: %s; the lease expires by itself within %v\n", key, redactErr(relErr, c.Redis), c.TTL)
+		fmt.Fprintf(c.Stderr, "renewlock: warning: releasing %s: %s; the lease expires by itself within %v\n", key, redactMsg(libErr(relErr), c.Redis), c.TTL)
 	} else if c.Verbose {
 		fmt.Fprintf(c.Stderr, "renewlock: released %s (%s)\n", key, res.exit.how)
 	}
