@@ -59,7 +59,7 @@ func checkExit(t *testing.T, environ []string, wantCode int, want []string, args
 	return took
 }
 
-// 10. An ACL user whose key patterns do not cover the lock: every
+// 11. An ACL user whose key patterns do not cover the lock: every
 // subcommand exits 77 (EX_NOPERM) naming a permission problem and the
 // README section with the ACL, and a blocking run does not wait.
 func TestPermissionDenied(t *testing.T) {
@@ -85,7 +85,7 @@ func TestPermissionDenied(t *testing.T) {
 	}
 }
 
-// 11. A wrong password is a permission problem (77), not an outage (69),
+// 12. A wrong password is a permission problem (77), not an outage (69),
 // for every subcommand; so is a missing one.
 func TestWrongPassword(t *testing.T) {
 	srv := redistest.Start(t)
@@ -122,7 +122,7 @@ func TestWrongPassword(t *testing.T) {
 	})
 }
 
-// 12. A key that is not a lock where the lock should be: 78 (EX_CONFIG)
+// 13. A key that is not a lock where the lock should be: 78 (EX_CONFIG)
 // naming the key, at once even for a blocking run.
 func TestKeyNotALock(t *testing.T) {
 	srv := redistest.Start(t)

@@ -82,3 +82,32 @@ func TestRunTerminalCtrlZ(t *testing.T) {
 		t.Fatalf("status after the run: exit %d, want 1 (released)", code)
 	}
 }
+
+// 10. Started in the background (`renewlock run … &`), a command that reads
+// the terminal is stopped (SIGTTIN); renewlock relays the stop, so the
+// shell shows the job stopped, and on `fg` gives the command the terminal.
+func TestRunTerminalBackgroundThenFg(t *testing.T) {
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	script := `echo $$ > "$0/pid"; read x; echo "got $x" > "$0/got"`
+	shell := `set -m
+"$@" &
+until jobs -l | grep -q Stopped; do sleep 0.01; done
+fg %1
+sleep 600`
+	tt := startTTY(t, env(srv), "bash", "-c", shell, "bash", bin, "run", "-k", uniqueKey(t), "--", "sh", "-c", script, dir)
+	sh := readPID(t, filepath.Join(dir, "pid"))
+	if !waitFor(10*time.Second, func() bool { st, _ := readStat(sh); return st.tpgid == sh && st.state != 'T' }) {
+		st, _ := readStat(sh)
+		t.Fatalf("the command (state %c, group %d) never got the terminal (foreground group %d); terminal:\n%s", st.state, st.pgrp, st.tpgid, tt.output())
+	}
+	if _, err := tt.master.Write([]byte("hello\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "got"))
+		return string(b) == "got hello\n"
+	}) {
+		t.Fatalf("the command did not read the terminal; terminal:\n%s", tt.output())
+	}
+}
