@@ -5,6 +5,8 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -109,5 +111,34 @@ sleep 600`
 		return string(b) == "got hello\n"
 	}) {
 		t.Fatalf("the command did not read the terminal; terminal:\n%s", tt.output())
+	}
+}
+
+// 11. renewlock as the terminal's session leader (a terminal window that
+// runs it without a shell): no shell can continue a stopped job, so Ctrl-Z
+// must not leave the command stopped for good.
+func TestRunTerminalNoShellCtrlZ(t *testing.T) {
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	script := `trap 'exit 7' INT; echo $$ > "$0/pid"; i=0; while :; do i=$((i+1)); echo $i > "$0/tick"; sleep 0.01; done`
+	tt := startTTY(t, env(srv), bin, "run", "-k", uniqueKey(t), "--", "sh", "-c", script, dir)
+	readPID(t, filepath.Join(dir, "pid"))
+	tick := func() int {
+		b, _ := os.ReadFile(filepath.Join(dir, "tick"))
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n
+	}
+	if _, err := tt.master.Write([]byte{26}); err != nil { // Ctrl-Z
+		t.Fatal(err)
+	}
+	from := tick()
+	if !waitFor(10*time.Second, func() bool { return tick() > from+50 }) {
+		t.Fatalf("the command stopped at tick %d after Ctrl-Z; terminal:\n%s", tick(), tt.output())
+	}
+	if _, err := tt.master.Write([]byte{3}); err != nil { // Ctrl-C
+		t.Fatal(err)
+	}
+	if code := tt.wait(t, 10*time.Second); code != 7 {
+		t.Fatalf("exit %d, want the command's 7; terminal:\n%s", code, tt.output())
 	}
 }

@@ -57,9 +57,9 @@ type child struct {
 	sharedKeyboard bool
 
 	exited      chan childExit
-	stopped     chan struct{}  // the command stopped (job control only)
-	conts       chan os.Signal // SIGCONT to renewlock (job control only)
-	waitingCont bool           // renewlock stopped itself for the command
+	stopped     chan syscall.Signal // the command was stopped by this signal (job control only)
+	conts       chan os.Signal      // SIGCONT to renewlock (job control only)
+	waitingCont bool                // renewlock stopped itself for the command
 }
 
 // childExit is how the command ended.
@@ -83,7 +83,7 @@ func newChild(cmd *exec.Cmd, stdin, stdout, stderr *os.File, sigs chan<- os.Sign
 			signal.Notify(sigs, syscall.SIGQUIT)
 		} else {
 			ch.tty = fd
-			ch.stopped = make(chan struct{}, 1)
+			ch.stopped = make(chan syscall.Signal, 1)
 			if fg, err := tcgetpgrp(fd); err == nil && fg == ch.pgrp {
 				attr.Foreground, attr.Ctty, ch.fg = true, fd, true
 			}
@@ -194,7 +194,7 @@ func (ch *child) wait(pid int) {
 			continue
 		case ws.Stopped():
 			select {
-			case ch.stopped <- struct{}{}:
+			case ch.stopped <- ws.StopSignal():
 			default:
 			}
 			continue
@@ -273,14 +273,24 @@ func (ch *child) killAll() {
 	}
 }
 
-// onStopped relays a stop of the command (Ctrl-Z, or SIGTTIN when it reads
-// the terminal from the background) to the shell: renewlock takes the
-// terminal back and stops itself, so that the shell sees its job stopped.
-// A renewlock whose group is orphaned cannot be stopped that way (the
-// kernel discards the signal); it leaves the command stopped. While
-// renewlock is stopped it does not renew the lease.
-func (ch *child) onStopped() {
-	if ch.tty < 0 || ch.waitingCont || orphanedGroup(ch.pgrp) || !isStopped(ch.pid) {
+// onStopped relays a stop of the command by sig (Ctrl-Z, or SIGTTIN when
+// it reads the terminal from the background) to the shell: renewlock takes
+// the terminal back and stops itself, so that the shell sees its job
+// stopped. While renewlock is stopped it does not renew the lease.
+//
+// A renewlock whose group is orphaned (no shell above it: it is the
+// session leader, or its shell is gone) cannot be stopped that way, and
+// nobody would continue it: as the kernel does for an orphaned job, it
+// continues the command after a stop from the terminal (it leaves a
+// SIGSTOP alone).
+func (ch *child) onStopped(sig syscall.Signal) {
+	if ch.tty < 0 || ch.waitingCont || !isStopped(ch.pid) {
+		return
+	}
+	if orphanedGroup(ch.pgrp) {
+		if sig != syscall.SIGSTOP {
+			_ = syscall.Kill(-ch.pgid, syscall.SIGCONT)
+		}
 		return
 	}
 	if fg, err := tcgetpgrp(ch.tty); err == nil && fg == ch.pgid {

@@ -19,8 +19,8 @@ type child struct {
 	cmd            *exec.Cmd
 	sharedKeyboard bool
 	exited         chan childExit
-	stopped        chan struct{}  // never
-	conts          chan os.Signal // never
+	stopped        chan syscall.Signal // never
+	conts          chan os.Signal      // never
 }
 
 type childExit struct {
@@ -57,9 +57,9 @@ func (ch *child) forward(sig syscall.Signal) error {
 	return ch.cmd.Process.Signal(sig)
 }
 
-func (ch *child) terminate() { _ = ch.cmd.Process.Kill() }
-func (ch *child) killAll()   { _ = ch.cmd.Process.Kill() }
-func (ch *child) onStopped() {}
+func (ch *child) terminate()               { _ = ch.cmd.Process.Kill() }
+func (ch *child) killAll()                 { _ = ch.cmd.Process.Kill() }
+func (ch *child) onStopped(syscall.Signal) {}
 
 func (ch *child) onContinued() bool { return false }
 func (ch *child) resume(bool)       {}

@@ -403,9 +403,9 @@ func (c *RunConfig) supervise(lock *renewlock.Lock, sigs chan os.Signal) childRe
 				continue // the terminal sent it to the command too
 			}
 			send(sig)
-		case <-ch.stopped:
+		case sig := <-ch.stopped:
 			if res.lost == nil {
-				ch.onStopped()
+				ch.onStopped(sig)
 			}
 		case <-ch.conts:
 			if ch.onContinued() {
