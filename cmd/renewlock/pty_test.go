@@ -93,10 +93,32 @@ func startTTY(t *testing.T, environ []string, argv ...string) *ttyTool {
 		close(tt.done)
 	}()
 	t.Cleanup(func() {
+		// Everything left in the terminal's session: a background job
+		// survives its shell's death, and would keep the terminal open.
+		sid := tt.cmd.Process.Pid
 		_ = tt.cmd.Process.Kill()
 		<-tt.done
+		inSession := func() (pids []int) {
+			for _, p := range allPIDs() {
+				if st, ok := readStat(p); ok && st.session == sid && st.state != 'Z' {
+					pids = append(pids, p)
+				}
+			}
+			return pids
+		}
+		if !waitFor(3*time.Second, func() bool { return len(inSession()) == 0 }) {
+			for _, p := range inSession() {
+				st, _ := readStat(p)
+				t.Logf("killing %d %s (state %c), left in the terminal's session", p, comm(p), st.state)
+				_ = syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
 		master.Close()
-		<-tt.reader
+		select {
+		case <-tt.reader:
+		case <-time.After(10 * time.Second):
+			t.Errorf("the terminal is still open 10s after its session was killed")
+		}
 	})
 	return tt
 }
@@ -124,8 +146,8 @@ func (tt *ttyTool) wait(t *testing.T, within time.Duration) int {
 
 // procStat is what /proc/PID/stat says about a process.
 type procStat struct {
-	state             byte
-	ppid, pgrp, tpgid int
+	state                      byte
+	ppid, pgrp, session, tpgid int
 }
 
 func readStat(pid int) (procStat, bool) {
@@ -146,19 +168,27 @@ func readStat(pid int) (procStat, bool) {
 	st.state = f[0][0]
 	st.ppid, _ = strconv.Atoi(f[1])
 	st.pgrp, _ = strconv.Atoi(f[2])
+	st.session, _ = strconv.Atoi(f[3])
 	st.tpgid, _ = strconv.Atoi(f[5])
 	return st, true
 }
 
+// allPIDs lists the processes in /proc.
+func allPIDs() []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		if p, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // descendants lists the live processes whose parent chain leads to pid.
 func descendants(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
 	children := map[int][]int{}
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, p := range allPIDs() {
 		if st, ok := readStat(p); ok && st.state != 'Z' {
 			children[st.ppid] = append(children[st.ppid], p)
 		}

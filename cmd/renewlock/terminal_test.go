@@ -96,8 +96,10 @@ func TestRunTerminalBackgroundThenFg(t *testing.T) {
 "$@" &
 until jobs -l | grep -q Stopped; do sleep 0.01; done
 fg %1
+echo $? > "$STATUS"
 sleep 600`
-	tt := startTTY(t, env(srv), "bash", "-c", shell, "bash", bin, "run", "-k", uniqueKey(t), "--", "sh", "-c", script, dir)
+	status := filepath.Join(t.TempDir(), "status")
+	tt := startTTY(t, env(srv, "STATUS="+status), "bash", "-c", shell, "bash", bin, "run", "-k", uniqueKey(t), "--", "sh", "-c", script, dir)
 	sh := readPID(t, filepath.Join(dir, "pid"))
 	if !waitFor(10*time.Second, func() bool { st, _ := readStat(sh); return st.tpgid == sh && st.state != 'T' }) {
 		st, _ := readStat(sh)
@@ -111,6 +113,13 @@ sleep 600`
 		return string(b) == "got hello\n"
 	}) {
 		t.Fatalf("the command did not read the terminal; terminal:\n%s", tt.output())
+	}
+	if !waitFor(10*time.Second, func() bool {
+		b, _ := os.ReadFile(status)
+		return string(b) == "0\n"
+	}) {
+		b, _ := os.ReadFile(status)
+		t.Fatalf("renewlock exited %q, want 0; terminal:\n%s", b, tt.output())
 	}
 }
 
