@@ -80,13 +80,19 @@ releases the lock when it exits. Stdin, stdout and stderr pass through;
 SIGINT, SIGTERM and SIGHUP are forwarded to it.
 
 If the lease is lost (Redis unreachable until the lease's validity ran out,
-or the lock force-released), COMMAND gets SIGTERM at once and SIGKILL after
---grace, both before Redis can let another holder in. If renewlock itself
-dies, even by SIGKILL, the kernel kills COMMAND too (Linux, FreeBSD).
+or the lock force-released), COMMAND and every process it started get
+SIGTERM at once and SIGKILL after --grace, both before Redis can let another
+holder in; COMMAND is never started once the lease is lost. If renewlock
+itself dies, even by SIGKILL, the kernel kills COMMAND too (Linux, FreeBSD).
+On a terminal, COMMAND runs as the terminal's foreground process group:
+Ctrl-C and Ctrl-Z go to it.
 
 Exit status: COMMAND's own (128+N if it died of signal N); 75 the lock was not
 acquired (held, --no-wait or --wait ran out); 76 the lease was lost while
-COMMAND ran; 69 Redis unavailable; 64 usage error; 70 internal error; 126/127
+COMMAND ran (or before it could start); 69 Redis unavailable; 77 permission
+problem (ACL denial, wrong password: see the README, "Least privilege"); 78
+Redis rejected the lock for another reason retrying cannot fix (e.g. a key
+that is not a lock at its name); 64 usage error; 70 internal error; 126/127
 COMMAND could not be run / was not found.`,
 		Example: `  # Cron: skip this run if another host is already running it.
   */5 * * * * renewlock run -k reports -n -- /opt/reports/run.sh
@@ -136,7 +142,8 @@ func statusCmd(g *globals, stdout *os.File) *cobra.Command {
 		Short: "Show who holds a lock",
 		Long: `status shows the holder of KEY: its description (host:pid by default), the
 first characters of its owner id, its fencing token, the remaining lease and
-when it was acquired. Exit status: 0 held, 1 not held, 69 Redis unavailable.`,
+when it was acquired. Exit status: 0 held, 1 not held, 69 Redis unavailable,
+77 permission problem (ACL denial, wrong password), 78 rejected by Redis.`,
 		Example: `  renewlock status nightly-backup
   renewlock status nightly-backup --json | jq .token`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -165,7 +172,9 @@ func listCmd(g *globals, stdout *os.File) *cobra.Command {
 		Short: "List held locks",
 		Long: `list shows every held lock whose key matches the glob PATTERN (Redis MATCH
 syntax: * ? [abc]; default all), sorted by key, with the same details as
-status. It scans the keyspace incrementally (SCAN), so it does not block Redis.`,
+status. It scans the keyspace incrementally (SCAN), so it does not block Redis.
+Exit status: 0 (also when nothing matches), 69 Redis unavailable, 77
+permission problem (ACL denial, wrong password), 78 rejected by Redis.`,
 		Example: `  renewlock list
   renewlock list 'deploy/*' --json`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -202,7 +211,8 @@ what it removed. Use it for a holder known to be dead whose lease is long. A
 holder that is still alive learns of the loss at its next renewal (a
 renewlock run stops its command then), but may act until that moment: only
 fencing tokens protect the resource from it. Exit status: 0 removed, 1 not
-held, 69 Redis unavailable.`,
+held, 69 Redis unavailable, 77 permission problem (ACL denial, wrong
+password), 78 rejected by Redis (e.g. a key that is not a lock).`,
 		Example: `  renewlock release --force nightly-backup`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {

@@ -93,6 +93,8 @@ func start(t *testing.T, environ []string, args ...string) *tool {
 	tl := &tool{cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	tl.cmd.Env = environ
 	tl.cmd.Stdout, tl.cmd.Stderr = &tl.stdout, &tl.stderr
+	// A process the command left behind may hold the output pipes open.
+	tl.cmd.WaitDelay = 2 * time.Second
 	if err := tl.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

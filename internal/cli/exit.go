@@ -18,8 +18,9 @@ const (
 	ExitNotHeld = 1
 	// ExitUsage (EX_USAGE): bad flags, arguments or option values.
 	ExitUsage = 64
-	// ExitUnavailable (EX_UNAVAILABLE): Redis could not be reached or
-	// refused the connection (for example a wrong password).
+	// ExitUnavailable (EX_UNAVAILABLE): Redis could not be reached, did not
+	// answer in time, or answered with an error that heals by itself
+	// (LOADING, BUSY, a failover).
 	ExitUnavailable = 69
 	// ExitSoftware (EX_SOFTWARE): an internal error of renewlock.
 	ExitSoftware = 70
@@ -29,6 +30,14 @@ const (
 	// ExitLeaseLost: the lease was lost while the command ran; the command
 	// was sent SIGTERM, and SIGKILL after --grace.
 	ExitLeaseLost = 76
+	// ExitNoPerm (EX_NOPERM): Redis refused for lack of rights: the ACL
+	// user may not run a command or touch a key or channel renewlock needs
+	// (NOPERM), or authentication failed (WRONGPASS, NOAUTH).
+	ExitNoPerm = 77
+	// ExitConfig (EX_CONFIG): Redis rejected a command for another reason
+	// that retrying cannot fix: a key that is not a lock where the lock
+	// should be (WRONGTYPE), a script error.
+	ExitConfig = 78
 	// ExitCannotExecute: the command was found but could not be started.
 	ExitCannotExecute = 126
 	// ExitCommandNotFound: the command was not found.

@@ -73,8 +73,9 @@ func toJSON(in *renewlock.Info, withTTL bool) LockJSON {
 	return j
 }
 
-// withClient connects to Redis and runs f with a renewlock client.
-func (o *OpConfig) withClient(f func(ctx context.Context, c *renewlock.Client) error) error {
+// withClient connects to Redis and runs f with a renewlock client. what
+// names the operation in messages.
+func (o *OpConfig) withClient(what string, f func(ctx context.Context, c *renewlock.Client) error) error {
 	rdb, err := NewRedisClient(o.Redis)
 	if err != nil {
 		return err
@@ -91,11 +92,17 @@ func (o *OpConfig) withClient(f func(ctx context.Context, c *renewlock.Client) e
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	// A failed login shows as itself, not as whatever the first command
+	// makes of it.
+	if err := pingErr(ctx, rdb); err != nil {
+		return o.failed(what, err)
+	}
 	return f(ctx, c)
 }
 
-func (o *OpConfig) unavailable(what string, err error) error {
-	return exitf(ExitUnavailable, "%s: Redis at %s (from %s) is unavailable: %s", what, o.Redis.Redacted(), o.Redis.Source, redactErr(err, o.Redis))
+// failed is the exit for err, a failure of what in Redis.
+func (o *OpConfig) failed(what string, err error) error {
+	return redisFailure(what, o.Redis, err)
 }
 
 func (o *OpConfig) now() time.Time {
@@ -111,7 +118,7 @@ func Status(o *OpConfig, key string) error {
 	if key == "" {
 		return Usagef("empty key")
 	}
-	return o.withClient(func(ctx context.Context, c *renewlock.Client) error {
+	return o.withClient("status "+displayKey(key), func(ctx context.Context, c *renewlock.Client) error {
 		info, err := c.Inspect(ctx, key)
 		if errors.Is(err, renewlock.ErrNotHeld) {
 			if o.JSON {
@@ -121,7 +128,7 @@ func Status(o *OpConfig, key string) error {
 			return &ExitError{Code: ExitNotHeld}
 		}
 		if err != nil {
-			return o.unavailable("status "+displayKey(key), err)
+			return o.failed("status "+displayKey(key), err)
 		}
 		if o.JSON {
 			return o.printJSON(toJSON(info, true), nil)
@@ -134,10 +141,10 @@ func Status(o *OpConfig, key string) error {
 // List prints every held lock whose key matches the glob pattern ("" or
 // "*": all), sorted by key.
 func List(o *OpConfig, pattern string) error {
-	return o.withClient(func(ctx context.Context, c *renewlock.Client) error {
+	return o.withClient("list", func(ctx context.Context, c *renewlock.Client) error {
 		infos, err := c.List(ctx, pattern)
 		if err != nil {
-			return o.unavailable("list", err)
+			return o.failed("list", err)
 		}
 		if o.JSON {
 			out := make([]LockJSON, len(infos))
@@ -171,7 +178,7 @@ func ForceRelease(o *OpConfig, key string) error {
 	if key == "" {
 		return Usagef("empty key")
 	}
-	return o.withClient(func(ctx context.Context, c *renewlock.Client) error {
+	return o.withClient("release "+displayKey(key), func(ctx context.Context, c *renewlock.Client) error {
 		info, err := c.ForceRelease(ctx, key)
 		if errors.Is(err, renewlock.ErrNotHeld) {
 			if o.JSON {
@@ -181,7 +188,7 @@ func ForceRelease(o *OpConfig, key string) error {
 			return &ExitError{Code: ExitNotHeld}
 		}
 		if err != nil {
-			return o.unavailable("release "+displayKey(key), err)
+			return o.failed("release "+displayKey(key), err)
 		}
 		if o.JSON {
 			j := toJSON(info, false)

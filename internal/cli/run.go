@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/term"
 
 	"github.com/renewlock/renewlock"
 )
@@ -125,25 +123,29 @@ type discardLogger struct{}
 
 func (discardLogger) Printf(context.Context, string, ...any) {}
 
-// ping checks that Redis answers, so that a wrong URL fails at once with
-// ExitUnavailable instead of waiting forever.
+// ping checks that Redis answers and lets the user in, so that a wrong URL
+// fails at once with ExitUnavailable, and a wrong password with ExitNoPerm,
+// instead of waiting.
 func ping(ctx context.Context, rdb *redis.Client, target RedisTarget) error {
+	if err := pingErr(ctx, rdb); err != nil {
+		return redisFailure("connecting", target, err)
+	}
+	return nil
+}
+
+// pingErr sends PING, bounded by ConnectTimeout. A user who may not PING
+// got in: the commands renewlock needs are checked when they run.
+func pingErr(ctx context.Context, rdb *redis.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
 	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		return exitf(ExitUnavailable, "Redis at %s (from %s) is unavailable: %v", target.Redacted(), target.Source, redactErr(err, target))
+	if err := rdb.Ping(ctx).Err(); err != nil && replyPrefix(err) != "NOPERM" {
+		return err
 	}
 	return nil
 }
 
 // redactErr hides the target's password in err's text.
-func redactErr(err error, target RedisTarget) string {
-	msg := err.Error()
-	if pw := urlPassword(target.URL); pw != "" {
-		msg = strings.ReplaceAll(msg, pw, "xxxxx")
-	}
-	return msg
-}
+func redactErr(err error, target RedisTarget) string { return redactMsg(err.Error(), target) }
 
 // warnLogger writes the library's warnings (renewal failures) to w as
 // "renewlock: warning: …" lines. The library's own "lease lost" line is
@@ -274,6 +276,8 @@ func (c *RunConfig) acquire(ctx context.Context, client *renewlock.Client, sigs 
 	switch {
 	case err == nil:
 		return lock, nil
+	case errors.Is(err, renewlock.ErrRejected): // a permission problem, a key that is no lock: waiting cannot fix it
+		return nil, redisFailure("acquiring "+displayKey(c.Key), c.Redis, err)
 	case errors.Is(err, renewlock.ErrNotAcquired):
 		note, probeErr := c.holderNote(ctx, client)
 		if probeErr != nil {
@@ -304,96 +308,125 @@ func (c *RunConfig) holderNote(ctx context.Context, client *renewlock.Client) (s
 	case errors.Is(err, renewlock.ErrNotHeld):
 		return " (it is free now)", nil
 	case err != nil:
-		return "", exitf(ExitUnavailable, "acquiring %s: Redis at %s is unavailable: %s", displayKey(c.Key), c.Redis.Redacted(), redactErr(err, c.Redis))
+		return "", redisFailure("acquiring "+displayKey(c.Key), c.Redis, err)
 	}
 	return fmt.Sprintf(": held by %s (owner %s, token %d, lease ends in %v)", info.Holder, ownerPrefix(info.Owner), info.Token, info.TTL.Round(time.Millisecond)), nil
 }
 
 // childResult is how the command ended.
 type childResult struct {
-	startErr error            // the command could not be started
-	state    *os.ProcessState // set when it ran
-	lost     error            // the lease was lost while it ran
+	startErr error     // the command could not be started
+	exit     childExit // how it ended, when it ran
+	lost     error     // the lease was lost while it ran, or before it could start
+	// notStarted: the lease was lost before the command started, so it was
+	// not; lostAtStart: lost as it started, so it was killed at once.
+	notStarted, lostAtStart bool
 }
 
+// resumeSettle is how long renewlock waits, once continued after it
+// stopped itself for the command (job control), before it continues the
+// command: a stop that outlasted the lease makes the lease lost as soon as
+// the renewal loop runs again, and the command must then not run on.
+const resumeSettle = 20 * time.Millisecond
+
+// Test hooks, called right before and right after the command starts.
+var testHookBeforeStart, testHookAfterStart func(*renewlock.Lock)
+
 // supervise runs the command until it exits, forwarding signals to it and
-// stopping it if the lease is lost.
-func (c *RunConfig) supervise(lock *renewlock.Lock, sigs <-chan os.Signal) childResult {
+// stopping every process it started if the lease is lost.
+func (c *RunConfig) supervise(lock *renewlock.Lock, sigs chan os.Signal) childResult {
 	cmd := exec.Command(c.Command[0], c.Command[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, c.Stdout, c.Stderr
 	cmd.Env = append(append([]string(nil), c.Environ...),
 		EnvKey+"="+c.Key,
 		EnvToken+"="+strconv.FormatUint(lock.Token(), 10))
-	// On a terminal the command stays in our process group, so it can read
-	// the terminal and gets the keyboard's signals directly; otherwise it
-	// gets a group of its own, so that signals reach its children too.
-	tty := c.Stdin != nil && term.IsTerminal(int(c.Stdin.Fd()))
-	group := !tty
-	configureChild(cmd, group)
+	ch := newChild(cmd, c.Stdin, c.Stdout, c.Stderr, sigs)
 
-	started := make(chan error, 1)
-	exited := make(chan *os.ProcessState, 1)
-	go func() {
-		// The parent-death signal fires when the thread that forked the
-		// command exits, and the runtime ends a locked thread when its
-		// goroutine returns: so fork from a locked thread and keep it
-		// until the command is gone. Never unlocked on purpose.
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait() // the status is in ProcessState
-		exited <- cmd.ProcessState
-	}()
-	if err := <-started; err != nil {
+	// Never start the command without a lease: acquiring, or a slow
+	// machine, may have taken the time the lease had.
+	if testHookBeforeStart != nil {
+		testHookBeforeStart(lock)
+	}
+	select {
+	case <-lock.Done():
+		return childResult{lost: lock.Err(), notStarted: true}
+	default:
+	}
+	if err := ch.start(); err != nil {
 		return childResult{startErr: err}
+	}
+	if testHookAfterStart != nil {
+		testHookAfterStart(lock)
+	}
+	var res childResult
+	select {
+	case <-lock.Done(): // lost while it started: it gets no grace
+		res.lost, res.lostAtStart = lock.Err(), true
+		fmt.Fprintf(c.Stderr, "renewlock: %s as the command started; killing it\n", libErr(res.lost))
+		ch.killAll()
+		res.exit = <-ch.exited
+		ch.ended()
+		ch.killAll()
+		return res
+	default:
 	}
 
 	send := func(sig syscall.Signal) {
-		if err := signalChild(cmd.Process, group, sig); err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, syscall.ESRCH) {
+		if err := ch.forward(sig); err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, syscall.ESRCH) {
 			fmt.Fprintf(c.Stderr, "renewlock: sending %s to the command: %v\n", signalName(sig), err)
 		}
 	}
 	var (
-		res    childResult
-		done   = lock.Done()
-		killC  <-chan time.Time
-		killer *time.Timer
+		done            = lock.Done()
+		killC, resumeC  <-chan time.Time
+		killer, resumer *time.Timer
 	)
 	defer func() {
-		if killer != nil {
-			killer.Stop()
+		for _, t := range []*time.Timer{killer, resumer} {
+			if t != nil {
+				t.Stop()
+			}
 		}
 	}()
 	for {
 		select {
-		case st := <-exited:
-			res.state = st
-			if res.lost != nil && group {
+		case res.exit = <-ch.exited:
+			ch.ended()
+			if res.lost != nil {
 				// No lease: nothing the command left behind may keep running.
-				_ = signalChild(cmd.Process, true, syscall.SIGKILL)
+				ch.killAll()
 			}
 			return res
 		case s := <-sigs:
 			sig, _ := s.(syscall.Signal)
-			if tty && sig == syscall.SIGINT {
+			if ch.sharedKeyboard && (sig == syscall.SIGINT || sig == syscall.SIGQUIT) {
 				continue // the terminal sent it to the command too
 			}
 			send(sig)
+		case sig := <-ch.stopped:
+			if res.lost == nil {
+				ch.onStopped(sig)
+			}
+		case <-ch.conts:
+			if ch.onContinued() {
+				resumer = time.NewTimer(resumeSettle)
+				resumeC = resumer.C
+			}
+		case <-resumeC:
+			resumeC = nil
+			ch.resume(res.lost != nil)
 		case <-done:
 			done = nil
 			res.lost = lock.Err()
 			g := c.grace()
-			fmt.Fprintf(c.Stderr, "renewlock: %s; sending SIGTERM to the command, SIGKILL in %v\n", libErr(res.lost), g)
-			send(syscall.SIGTERM)
+			fmt.Fprintf(c.Stderr, "renewlock: %s; sending SIGTERM to the command and every process it started, SIGKILL in %v\n", libErr(res.lost), g)
+			ch.terminate()
 			killer = time.NewTimer(g)
 			killC = killer.C
 		case <-killC:
 			killC = nil
-			fmt.Fprintf(c.Stderr, "renewlock: the command is still running %v after SIGTERM; sending SIGKILL\n", c.grace())
-			send(syscall.SIGKILL)
+			fmt.Fprintf(c.Stderr, "renewlock: the command is still running %v after SIGTERM; sending SIGKILL to every process it started\n", c.grace())
+			ch.killAll()
 		}
 	}
 }
@@ -403,29 +436,33 @@ func (c *RunConfig) supervise(lock *renewlock.Lock, sigs <-chan os.Signal) child
 func (c *RunConfig) finish(lock *renewlock.Lock, res childResult) error {
 	relErr := c.release(lock)
 	key := displayKey(c.Key)
-	if res.startErr != nil {
+	switch {
+	case res.notStarted:
+		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost before the command could start, so it was not started: %s", key, lock.Token(), libErr(res.lost))
+	case res.startErr != nil:
 		code := ExitCannotExecute
 		if errors.Is(res.startErr, exec.ErrNotFound) || errors.Is(res.startErr, fs.ErrNotExist) {
 			code = ExitCommandNotFound
 		}
 		return exitf(code, "cannot run %s: %v", strquote(c.Command[0]), res.startErr)
-	}
-	status := exitStatus(res.state)
-	if res.lost != nil {
-		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost while the command ran, so it was stopped (%s)", key, lock.Token(), describe(res.state))
-	}
-	if errors.Is(relErr, renewlock.ErrLeaseLost) {
-		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost before the command's end was released (%s): %s", key, lock.Token(), describe(res.state), libErr(relErr))
+	case res.exit.err != nil:
+		return exitf(ExitSoftware, "waiting for the command: %v", res.exit.err)
+	case res.lostAtStart:
+		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost as the command started, so it was killed at once (%s)", key, lock.Token(), res.exit.how)
+	case res.lost != nil:
+		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost while the command ran, so it was stopped (%s)", key, lock.Token(), res.exit.how)
+	case errors.Is(relErr, renewlock.ErrLeaseLost):
+		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost before the command's end was released (%s): %s", key, lock.Token(), res.exit.how, libErr(relErr))
 	}
 	if relErr != nil {
-		fmt.Fprintf(c.Stderr, "renewlock: warning: releasing %s: %s; the lease expires by itself within %v\n", key, redactErr(relErr, c.Redis), c.TTL)
+		fmt.Fprintf(c.Stderr, "renewlock: warning: releasing %s: %s; the lease expires by itself within %v\n", key, redactMsg(libErr(relErr), c.Redis), c.TTL)
 	} else if c.Verbose {
-		fmt.Fprintf(c.Stderr, "renewlock: released %s (%s)\n", key, describe(res.state))
+		fmt.Fprintf(c.Stderr, "renewlock: released %s (%s)\n", key, res.exit.how)
 	}
-	if status == 0 {
+	if res.exit.code == 0 {
 		return nil
 	}
-	return &ExitError{Code: status}
+	return &ExitError{Code: res.exit.code}
 }
 
 // release gives the lock up on a fresh context: the command has ended, and
@@ -434,22 +471,6 @@ func (c *RunConfig) release(lock *renewlock.Lock) error {
 	ctx, cancel := context.WithTimeout(context.Background(), min(c.TTL, MaxReleaseTime))
 	defer cancel()
 	return lock.Release(ctx)
-}
-
-// exitStatus maps how the command ended to a shell-style status.
-func exitStatus(st *os.ProcessState) int {
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return ExitSignalBase + int(ws.Signal())
-	}
-	return st.ExitCode()
-}
-
-// describe says how the command ended, for messages.
-func describe(st *os.ProcessState) string {
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return "the command was killed by " + signalName(ws.Signal())
-	}
-	return fmt.Sprintf("the command exited with status %d", st.ExitCode())
 }
 
 // libErr is the text of a library error without its "renewlock: " prefix,
