@@ -112,3 +112,35 @@ func TestRejectedRenewalIsALossAtOnce(t *testing.T) {
 		t.Fatalf("Err = %v, want ErrLeaseLost and ErrPermission", err)
 	}
 }
+
+// A user who may not subscribe to its grant channel cannot wait: a
+// blocking Acquire on a held key fails at once with ErrPermission naming
+// the channel, instead of waiting for grants that cannot reach it.
+// TryAcquire, which never waits, still works.
+func TestWaitWithoutChannelRightFailsFast(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client()
+	rdb := aclUser(t, srv, admin, "nochan", "~renewlock:*", "resetchannels", "+@all")
+	holder := newClient(t, admin)
+	c := newClient(t, rdb)
+	ctx := ctxT(t, 20*time.Second)
+	key := uniqueKey(t)
+	if l, err := c.TryAcquire(ctx, key); err != nil {
+		t.Fatalf("TryAcquire of a free key: %v", err)
+	} else if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	held, err := holder.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release(ctx)
+	start := time.Now()
+	_, err = c.Acquire(ctx, key)
+	if !errors.Is(err, renewlock.ErrPermission) || !strings.Contains(err.Error(), "grant") {
+		t.Fatalf("Acquire = %v, want ErrPermission naming the grant channel", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("took %v; must fail at once", d)
+	}
+}

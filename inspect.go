@@ -52,7 +52,7 @@ func (c *Client) Inspect(ctx context.Context, key string) (*Info, error) {
 	if err := c.checkOperatorArgs(ctx, key); err != nil {
 		return nil, err
 	}
-	infos, err := c.read(ctx, []string{c.cfg.prefix + key})
+	infos, err := c.read(ctx, []string{c.cfg.prefix + key}, false)
 	if err != nil {
 		return nil, fmt.Errorf("renewlock: inspect %q: %w", key, classify(err, c.cfg.prefix+key))
 	}
@@ -119,7 +119,7 @@ func (c *Client) List(ctx context.Context, pattern string) ([]Info, error) {
 	out := []Info{}
 	for len(keys) > 0 {
 		n := min(len(keys), inspectBatch)
-		infos, err := c.read(ctx, keys[:n])
+		infos, err := c.read(ctx, keys[:n], true)
 		if err != nil {
 			return nil, fmt.Errorf("renewlock: list %q: %w", pattern, classify(err, ""))
 		}
@@ -173,8 +173,9 @@ func (c *Client) checkOperatorArgs(ctx context.Context, key string) error {
 }
 
 // read fetches the locks at the Redis keys rkeys (all under the prefix) in
-// one pipelined round trip and returns the held ones, in order.
-func (c *Client) read(ctx context.Context, rkeys []string) ([]Info, error) {
+// one pipelined round trip and returns the held ones, in order. skipOthers
+// skips keys that hold other data (List); else they are an error.
+func (c *Client) read(ctx context.Context, rkeys []string, skipOthers bool) ([]Info, error) {
 	cmds := evalPipelined(ctx, c.rdb, len(rkeys), func(i int) (*redis.Script, []string, []any) {
 		return inspectScript, []string{rkeys[i]}, nil
 	})
@@ -182,10 +183,10 @@ func (c *Client) read(ctx context.Context, rkeys []string) ([]Info, error) {
 	for i, k := range rkeys {
 		vals, err := cmds[i].Slice()
 		if err != nil {
-			if redis.HasErrorPrefix(err, "WRONGTYPE") {
+			if skipOthers && redis.HasErrorPrefix(err, "WRONGTYPE") {
 				continue // a key under our prefix that is not a lock
 			}
-			return nil, err
+			return nil, classify(err, k)
 		}
 		info, ok, err := parseInfo(strings.TrimPrefix(k, c.cfg.prefix), vals)
 		if err != nil {

@@ -46,7 +46,9 @@ func evalPipelined(ctx context.Context, rdb redis.UniversalClient, n int,
 		script, keys, args := call(i)
 		cmds[i] = script.EvalSha(ctx, pipe, keys, args...)
 	}
-	_, _ = pipe.Exec(ctx) // errors are per command
+	if _, err := pipe.Exec(ctx); err != nil {
+		failUnset(cmds, err)
+	}
 	var retry []int
 	for i, cmd := range cmds {
 		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
@@ -59,7 +61,20 @@ func evalPipelined(ctx context.Context, rdb redis.UniversalClient, n int,
 			script, keys, args := call(i)
 			cmds[i] = script.Eval(ctx, pipe, keys, args...)
 		}
-		_, _ = pipe.Exec(ctx)
+		if _, err := pipe.Exec(ctx); err != nil {
+			failUnset(cmds, err)
+		}
 	}
 	return cmds
+}
+
+// failUnset gives err to the commands of a failed pipeline that have
+// neither an error nor a reply (go-redis leaves them so when the
+// connection itself failed, e.g. at login).
+func failUnset(cmds []*redis.Cmd, err error) {
+	for _, cmd := range cmds {
+		if cmd.Err() == nil && cmd.Val() == nil {
+			cmd.SetErr(err)
+		}
+	}
 }

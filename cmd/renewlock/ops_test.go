@@ -25,6 +25,7 @@ type lockJSON struct {
 	Owner      string    `json:"owner"`
 	Token      uint64    `json:"token"`
 	TTLMillis  *int64    `json:"ttl_ms"`
+	Waiters    *int      `json:"waiters"`
 	AcquiredAt time.Time `json:"acquired_at"`
 	Released   bool      `json:"released"`
 }
@@ -82,6 +83,24 @@ func TestStatusListRelease(t *testing.T) {
 		t.Fatalf("acquired_at %v is %v ago", st.AcquiredAt, age)
 	}
 
+	// A second run waits in the lock's queue; status shows it.
+	waiter := start(t, env(srv), "run", "--key", key, "--", "true")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, out, _ = runTool(t, env(srv), "status", "--json", key)
+		st = lockJSON{}
+		if err := json.Unmarshal([]byte(out), &st); err == nil && st.Waiters != nil && *st.Waiters == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status --json never showed the waiter: %s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, out, _ = runTool(t, env(srv), "status", key); !strings.Contains(out, "waiters:") {
+		t.Fatalf("status output lacks the waiters:\n%s", out)
+	}
+
 	code, out, _ = runTool(t, env(srv), "list", "--json", base+"/*")
 	var list []lockJSON
 	if err := json.Unmarshal([]byte(out), &list); err != nil || code != 0 {
@@ -110,6 +129,10 @@ func TestStatusListRelease(t *testing.T) {
 	}
 	if alive(child) {
 		t.Fatalf("holder's command %d still alive", child)
+	}
+	// The force release passed the lock to the waiter, which ran its command.
+	if code := waiter.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("waiter after force release: exit %d, want 0; stderr:\n%s", code, waiter.stderr.String())
 	}
 	if code, out, _ := runTool(t, env(srv), "status", "--json", key); code != 1 || !strings.Contains(out, `"held": false`) {
 		t.Fatalf("status after release: exit %d, %s; want 1 and held false", code, out)

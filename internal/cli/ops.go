@@ -39,6 +39,7 @@ type LockJSON struct {
 	Owner      string     `json:"owner,omitempty"`
 	Token      uint64     `json:"token,omitempty"`
 	TTLMillis  *int64     `json:"ttl_ms,omitempty"`
+	Waiters    *int       `json:"waiters,omitempty"` // places in the lock's queue
 	AcquiredAt *time.Time `json:"acquired_at,omitempty"`
 	Released   bool       `json:"released,omitempty"`
 }
@@ -65,6 +66,8 @@ func toJSON(in *renewlock.Info, withTTL bool) LockJSON {
 	if withTTL {
 		ms := in.TTL.Milliseconds()
 		j.TTLMillis = &ms
+		w := in.Waiters
+		j.Waiters = &w
 	}
 	if !in.AcquiredAt.IsZero() {
 		at := in.AcquiredAt.UTC()
@@ -162,11 +165,11 @@ func List(o *OpConfig, pattern string) error {
 			return nil
 		}
 		tw := tabwriter.NewWriter(o.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "KEY\tHOLDER\tOWNER\tTOKEN\tTTL\tACQUIRED")
+		fmt.Fprintln(tw, "KEY\tHOLDER\tOWNER\tTOKEN\tTTL\tWAITERS\tACQUIRED")
 		for i := range infos {
 			in := &infos[i]
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%s\n", displayKey(in.Key), displayKey(in.Holder), ownerPrefix(in.Owner), in.Token,
-				in.TTL.Round(time.Millisecond), o.ago(in.AcquiredAt))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%d\t%s\n", displayKey(in.Key), displayKey(in.Holder), ownerPrefix(in.Owner), in.Token,
+				in.TTL.Round(time.Millisecond), in.Waiters, o.ago(in.AcquiredAt))
 		}
 		return tw.Flush()
 	})
@@ -213,6 +216,7 @@ func (o *OpConfig) printDetail(in *renewlock.Info, withTTL bool) {
 	fmt.Fprintf(tw, "token:\t%d\n", in.Token)
 	if withTTL {
 		fmt.Fprintf(tw, "ttl:\t%v\n", in.TTL.Round(time.Millisecond))
+		fmt.Fprintf(tw, "waiters:\t%d\n", in.Waiters)
 	}
 	fmt.Fprintf(tw, "acquired:\t%s\n", o.ago(in.AcquiredAt))
 	_ = tw.Flush()
