@@ -288,7 +288,7 @@ func (d *demo) release(w *demoWorker) (demoEvent, error) {
 	if ev.kind == "release-error" {
 		d.log(ev.at, w.name, "release reports: %s", ev.arg)
 	} else {
-		d.log(ev.at, w.name, "released the lock (waiters are notified at once)")
+		d.log(ev.at, w.name, "released the lock (the next waiter in the queue gets it at once)")
 	}
 	return ev, nil
 }
@@ -309,7 +309,8 @@ func (d *demo) stopWorkers() {
 }
 
 // contend: three workers want the lock at once; each gets it in turn, and
-// each hand-off is immediate thanks to the release notification.
+// each hand-off is immediate: the release grants the lock to the next
+// waiter in the queue and tells it at once.
 func (d *demo) contend(context.Context) error {
 	d.section("1. Three workers contend for the lock")
 	var ws []*demoWorker
