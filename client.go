@@ -110,6 +110,16 @@ func (c *Client) TryAcquire(ctx context.Context, key string, opts ...Option) (*L
 	if err != nil {
 		return nil, err
 	}
+	if o := cfg.observer; o != nil && o.Acquired != nil {
+		start := time.Now()
+		l, err := c.tryAcquire(ctx, key, cfg)
+		o.Acquired(acquireEvent(ctx, key, start, l, err, false))
+		return l, err
+	}
+	return c.tryAcquire(ctx, key, cfg)
+}
+
+func (c *Client) tryAcquire(ctx context.Context, key string, cfg *config) (*Lock, error) {
 	le := c.eng.newLease(key, cfg, false)
 	for {
 		sent := time.Now()
@@ -155,7 +165,23 @@ func (c *Client) Acquire(ctx context.Context, key string, opts ...Option) (*Lock
 	if err != nil {
 		return nil, err
 	}
-	return c.wait(ctx, c.eng.newLease(key, cfg, true))
+	le := c.eng.newLease(key, cfg, true)
+	if o := cfg.observer; o != nil && o.Acquired != nil {
+		start := time.Now()
+		l, err := c.wait(ctx, le)
+		o.Acquired(acquireEvent(ctx, key, start, l, err, le.joined))
+		return l, err
+	}
+	return c.wait(ctx, le)
+}
+
+func acquireEvent(ctx context.Context, key string, start time.Time, l *Lock, err error, queued bool) AcquireEvent {
+	ev := AcquireEvent{Ctx: ctx, Key: key, Start: start, Duration: time.Since(start), Queued: queued, Err: err}
+	if l != nil {
+		ev.Token = l.token
+		l.acquired = start.Add(ev.Duration)
+	}
+	return ev
 }
 
 // cleanup releases (owner-checked) whatever Redis holds of id on rkey — a

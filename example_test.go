@@ -159,3 +159,49 @@ func ExampleLock_Context() {
 	// Output:
 	// renewlock: lock released
 }
+
+// An Observer sees every acquisition, renewal round trip, loss and release,
+// for metrics and traces (the observe module plugs it into Prometheus and
+// OpenTelemetry). Its functions run in the goroutine doing the work, so they
+// must be quick.
+func ExampleWithObserver() {
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	var mu sync.Mutex
+	acquired, handedOff := 0, 0
+	obs := &renewlock.Observer{
+		Acquired: func(e renewlock.AcquireEvent) {
+			if e.Err == nil {
+				mu.Lock()
+				acquired++
+				mu.Unlock()
+			}
+		},
+		Released: func(e renewlock.ReleaseEvent) {
+			if e.HandedOff {
+				mu.Lock()
+				handedOff++
+				mu.Unlock()
+			}
+		},
+	}
+	locks, err := renewlock.New(rdb, renewlock.WithObserver(obs))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer locks.Close()
+
+	ctx := context.Background()
+	for range 3 {
+		if err := locks.Do(ctx, "example:observed", func(context.Context, *renewlock.Lock) error { return nil }); err != nil {
+			log.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Println("acquired:", acquired, "handed off:", handedOff)
+	fmt.Println("held now:", locks.Stats().Held)
+	// Output:
+	// acquired: 3 handed off: 0
+	// held now: 0
+}

@@ -26,7 +26,8 @@ import (
 
 // releaseResult is the reply of release.lua.
 type releaseResult struct {
-	ours bool // it held the lock (or the queue entry), now released
+	ours      bool // it held the lock (or the queue entry), now released
+	handedOff bool // the lock went straight to the next waiter
 }
 
 // releaseCall runs release.lua for (rkey, id): it releases the lock id
@@ -59,5 +60,5 @@ func (c *Client) releaseReply(cmd *redis.Cmd, rkey string, sent time.Time) (rele
 		next, _ := vals[2].(string)
 		c.eng.granted(next, uint64(token), sent)
 	}
-	return releaseResult{ours: code != 0}, nil
+	return releaseResult{ours: code != 0, handedOff: code == 2 || (code == 1 && vals[1] == int64(1))}, nil
 }

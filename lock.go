@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // A Lock is one acquisition of a key. While it is held the Client renews its
@@ -17,6 +18,8 @@ type Lock struct {
 	key   string // the user's key
 	le    *lease // its lease in the Client's engine
 	token uint64 // set once, when it is taken (before it is handed out)
+	// acquired is when Acquire returned it; set for an Observer only.
+	acquired time.Time
 
 	relMu      sync.Mutex // one Release at a time
 	mu         sync.Mutex
@@ -112,6 +115,18 @@ func (l *Lock) lose(cause string, notOurs bool) {
 	l.mu.Unlock()
 	if l.finish(err, true) {
 		l.le.cfg.logger.Warn("renewlock: lease lost", "key", l.key, "token", l.token, "cause", cause)
+		why := LossDeadline
+		if notOurs {
+			why = LossNotOwner
+		}
+		l.observeLoss(why, err)
+	}
+}
+
+// observeLoss tells the Observer, if any, of a loss.
+func (l *Lock) observeLoss(cause LossCause, err error) {
+	if o := l.le.cfg.observer; o != nil && o.Lost != nil {
+		o.Lost(LostEvent{Key: l.key, Token: l.token, Cause: cause, Err: err})
 	}
 }
 
@@ -121,6 +136,7 @@ func (l *Lock) loseErr(err error) {
 	lerr := fmt.Errorf("%w: key %q (token %d): %w", ErrLeaseLost, l.key, l.token, err)
 	if l.finish(lerr, true) {
 		l.le.cfg.logger.Warn("renewlock: lease lost", "key", l.key, "token", l.token, "cause", err)
+		l.observeLoss(LossRejected, lerr)
 	}
 }
 
@@ -163,6 +179,21 @@ func (l *Lock) Release(ctx context.Context) error {
 	if ctx == nil {
 		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
+	if o := l.le.cfg.observer; o != nil && o.Released != nil {
+		handedOff, err := l.release(ctx)
+		ev := ReleaseEvent{Ctx: ctx, Key: l.key, Token: l.token, HandedOff: handedOff, Err: err}
+		if !l.acquired.IsZero() {
+			ev.Held = time.Since(l.acquired)
+		}
+		o.Released(ev)
+		return err
+	}
+	_, err := l.release(ctx)
+	return err
+}
+
+// release is Release; handedOff says the lock went straight to a waiter.
+func (l *Lock) release(ctx context.Context) (handedOff bool, _ error) {
 	l.relMu.Lock()
 	defer l.relMu.Unlock()
 	// Renewal stops now, but the renewal loop keeps watching the validity
@@ -175,7 +206,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	if l.released {
 		err := l.releaseErr
 		l.mu.Unlock()
-		return err
+		return false, err
 	}
 	lostErr, notOurs := error(nil), l.notOurs
 	if l.lost {
@@ -191,10 +222,11 @@ func (l *Lock) Release(ctx context.Context) error {
 		if err != nil {
 			err = fmt.Errorf("renewlock: release %q: %w", l.key, err)
 			if lostErr != nil {
-				return errors.Join(lostErr, err)
+				return false, errors.Join(lostErr, err)
 			}
-			return l.releaseFailed(err)
+			return false, l.releaseFailed(err)
 		}
+		handedOff = res.handedOff
 		switch {
 		case !res.ours && l.Err() == ErrReleased:
 			// An earlier Release had an unknown outcome, and renewal
@@ -216,5 +248,5 @@ func (l *Lock) Release(ctx context.Context) error {
 	l.mu.Lock()
 	l.released, l.releaseErr = true, result
 	l.mu.Unlock()
-	return result
+	return handedOff, result
 }

@@ -48,6 +48,7 @@ type config struct {
 	prefix        string
 	logger        *slog.Logger
 	holder        string
+	observer      *Observer
 }
 
 func defaultConfig() config {

@@ -237,6 +237,15 @@ func (e *engine) batch(leases []*lease, as []leaseState, deadline time.Time) {
 		}
 	}
 	e.mu.Unlock()
+	if o := e.c.cfg.observer; o != nil && o.Renewed != nil {
+		ev := RenewEvent{Leases: len(leases), Failed: len(failed), Lost: len(lost) + len(rejected), RTT: now.Sub(sent)}
+		if len(failErr) > 0 {
+			ev.Err = failErr[0]
+		} else if len(rejErr) > 0 {
+			ev.Err = rejErr[0]
+		}
+		o.Renewed(ev)
+	}
 	logRenewalFailures(failed, failErr)
 	for _, le := range lost {
 		le.lock.lose("renewal found another owner or no key", true)
