@@ -106,49 +106,7 @@ func (c *Client) prepare(ctx context.Context, key string, opts []Option) (*confi
 // once, without queueing. A Redis failure or a cancelled ctx is returned as
 // such, never as ErrNotAcquired.
 func (c *Client) TryAcquire(ctx context.Context, key string, opts ...Option) (*Lock, error) {
-	cfg, err := c.prepare(ctx, key, opts)
-	if err != nil {
-		return nil, err
-	}
-	if o := cfg.observer; o != nil && o.Acquired != nil {
-		start := time.Now()
-		l, err := c.tryAcquire(ctx, key, cfg)
-		o.Acquired(acquireEvent(ctx, key, start, l, err, false))
-		return l, err
-	}
-	return c.tryAcquire(ctx, key, cfg)
-}
-
-func (c *Client) tryAcquire(ctx context.Context, key string, cfg *config) (*Lock, error) {
-	le := c.eng.newLease(key, cfg, false)
-	for {
-		sent := time.Now()
-		res, pending, err := c.attempt(ctx, le, false)
-		switch {
-		case pending: // the reply goes to a clean-up
-			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
-		case err != nil:
-			if !isReplyError(err) && !isRejected(err) {
-				c.cleanup(le.rkey, le.id, cfg) // the outcome is unknown
-			}
-			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
-		case !res.taken:
-			return nil, fmt.Errorf("%w: key %q, lease ends within %v", ErrNotAcquired, key, res.left+time.Millisecond)
-		}
-		switch c.eng.hold(le, res.token, sent) {
-		case holdOK:
-			return le.lock, nil
-		case holdClosed:
-			c.cleanup(le.rkey, le.id, cfg)
-			return nil, ErrClientClosed
-		}
-		// holdStale: the reply came too late to use; ask again (the
-		// script renews a lock that is ours) until ctx ends.
-		if err := ctx.Err(); err != nil {
-			c.cleanup(le.rkey, le.id, cfg)
-			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
-		}
-	}
+	return c.take(ctx, kindMutex, key, opts, false, nil)
 }
 
 // Acquire takes key, waiting as long as ctx allows while another holder has
@@ -161,18 +119,32 @@ func (c *Client) tryAcquire(ctx context.Context, key string, cfg *config) (*Lock
 // ctx.Err() and nothing is left behind in Redis: the place in the queue is
 // given up, and a lock granted meanwhile is passed on.
 func (c *Client) Acquire(ctx context.Context, key string, opts ...Option) (*Lock, error) {
+	return c.take(ctx, kindMutex, key, opts, true, nil)
+}
+
+// take runs one acquisition of a lease of kind on key — blocking: waiting
+// in the queue, else one attempt — for every primitive. setup fills in
+// what the kind needs (mode, limit, value).
+func (c *Client) take(ctx context.Context, kind *lockKind, key string, opts []Option, blocking bool, setup func(*lease)) (*Lock, error) {
 	cfg, err := c.prepare(ctx, key, opts)
 	if err != nil {
 		return nil, err
 	}
-	le := c.eng.newLease(key, cfg, true)
+	le := c.eng.newLease(kind, key, cfg, blocking)
+	if setup != nil {
+		setup(le)
+	}
+	run := c.tryAcquire
+	if blocking {
+		run = c.wait
+	}
 	if o := cfg.observer; o != nil && o.Acquired != nil {
 		start := time.Now()
-		l, err := c.wait(ctx, le)
+		l, err := run(ctx, le)
 		o.Acquired(acquireEvent(ctx, key, start, l, err, le.joined))
 		return l, err
 	}
-	return c.wait(ctx, le)
+	return run(ctx, le)
 }
 
 func acquireEvent(ctx context.Context, key string, start time.Time, l *Lock, err error, queued bool) AcquireEvent {
@@ -184,16 +156,49 @@ func acquireEvent(ctx context.Context, key string, start time.Time, l *Lock, err
 	return ev
 }
 
-// cleanup releases (owner-checked) whatever Redis holds of id on rkey — a
-// lock an interrupted call took, or a place in the queue — in the
-// background, bounded by one TTL. A lock it releases passes to the next
-// waiter, who is told by pub/sub. After Close it runs in the caller, since
-// Close no longer waits for it.
-func (c *Client) cleanup(rkey, id string, cfg *config) {
+// tryAcquire makes one attempt for le, never queueing.
+func (c *Client) tryAcquire(ctx context.Context, le *lease) (*Lock, error) {
+	key := le.lock.key
+	for {
+		sent := time.Now()
+		res, pending, err := c.attempt(ctx, le, false)
+		switch {
+		case pending: // the reply goes to a clean-up
+			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
+		case err != nil:
+			if !isReplyError(err) && !isRejected(err) {
+				c.cleanup(le) // the outcome is unknown
+			}
+			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
+		case !res.taken:
+			return nil, fmt.Errorf("%w: %s %q, first lease ends within %v", ErrNotAcquired, le.kind.name, key, res.left+time.Millisecond)
+		}
+		switch c.eng.hold(le, res.token, sent) {
+		case holdOK:
+			return le.lock, nil
+		case holdClosed:
+			c.cleanup(le)
+			return nil, ErrClientClosed
+		}
+		// holdStale: the reply came too late to use; ask again (the
+		// script renews a lock that is ours) until ctx ends.
+		if err := ctx.Err(); err != nil {
+			c.cleanup(le)
+			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
+		}
+	}
+}
+
+// cleanup releases (owner-checked) whatever Redis holds of le — a lock an
+// interrupted call took, or a place in the queue — in the background,
+// bounded by one TTL. A lock it releases passes to the next waiter, who is
+// told by pub/sub. After Close it runs in the caller, since Close no longer
+// waits for it.
+func (c *Client) cleanup(le *lease) {
 	run := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), min(cfg.ttl, closeTimeout))
+		ctx, cancel := context.WithTimeout(context.Background(), min(le.cfg.ttl, closeTimeout))
 		defer cancel()
-		_ = releaseScript.Run(ctx, c.rdb, []string{rkey}, id, "").Err()
+		_ = le.kind.release().Run(ctx, c.rdb, []string{le.rkey}, le.id, "").Err()
 	}
 	c.mu.Lock()
 	if c.closed {
@@ -322,7 +327,7 @@ func (c *Client) releaseAll(held, waiting []*lease, deadline time.Time) error {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	cmds := evalPipelined(ctx, c.rdb, len(all), func(i int) (*redis.Script, []string, []any) {
-		return releaseScript, []string{all[i].rkey}, []any{all[i].id, ""}
+		return all[i].kind.release(), []string{all[i].rkey}, []any{all[i].id, ""}
 	})
 	var err error
 	for i, cmd := range cmds {

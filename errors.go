@@ -67,6 +67,7 @@ func isReplyError(err error) bool {
 type rejectedError struct {
 	err  error  // as returned by go-redis
 	perm bool   // a permission or authentication problem
+	arg  bool   // the caller's arguments disagree with the lock (a limit)
 	hint string // what to fix
 }
 
@@ -79,8 +80,11 @@ func (e *rejectedError) Error() string {
 }
 
 func (e *rejectedError) Unwrap() []error {
-	if e.perm {
+	switch {
+	case e.perm:
 		return []error{ErrRejected, ErrPermission, e.err}
+	case e.arg:
+		return []error{ErrRejected, ErrInvalidArgument, e.err}
 	}
 	return []error{ErrRejected, e.err}
 }
@@ -135,8 +139,13 @@ func classify(err error, rkey string) error {
 			return err
 		}
 	}
-	hint := "a renewlock script failed in Redis; renewlock needs Redis ≥ 6.2 with Lua scripting enabled"
-	if strings.HasPrefix(msg, "WRONGTYPE") {
+	hint := "a renewlock script failed in Redis; renewlock needs Redis ≥ 7.0 with Lua scripting enabled"
+	switch {
+	case strings.Contains(msg, "renewlock: limit mismatch"):
+		return &rejectedError{err: err, arg: true, hint: "every caller must use the same limit for one semaphore"}
+	case strings.HasPrefix(msg, "WRONGTYPE renewlock:"):
+		hint = "one name is one kind of lock; use another name"
+	case strings.HasPrefix(msg, "WRONGTYPE"):
 		hint = fmt.Sprintf("the Redis key %q holds data that is not a renewlock lock; use another key or key prefix", rkey)
 	}
 	return &rejectedError{err: err, hint: hint}

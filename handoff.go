@@ -30,35 +30,38 @@ type releaseResult struct {
 	handedOff bool // the lock went straight to the next waiter
 }
 
-// releaseCall runs release.lua for (rkey, id): it releases the lock id
-// holds, or takes id out of the queue. A grant to a waiter of this Client
-// comes back in the reply and is handed over here, also when the caller
-// gave up (ctx ended) with the call on the wire.
-func (c *Client) releaseCall(ctx context.Context, rkey, id string) (releaseResult, error) {
+// releaseCall runs the release script of le's kind: it releases the lock
+// le holds, or takes le out of the queue. A grant to a waiter of this
+// Client comes back in the reply and is handed over here, also when the
+// caller gave up (ctx ended) with the call on the wire.
+func (c *Client) releaseCall(ctx context.Context, le *lease) (releaseResult, error) {
 	sent := time.Now()
-	cmd, pending := c.co.run(ctx, releaseScript, []string{rkey}, []any{id, c.hub.channel},
-		func(cmd *redis.Cmd) { _, _ = c.releaseReply(cmd, rkey, sent) })
+	cmd, pending := c.co.run(ctx, le.kind.release(), []string{le.rkey}, []any{le.id, c.hub.channel},
+		func(cmd *redis.Cmd) { _, _ = c.releaseReply(cmd, le.rkey, sent) })
 	if pending {
 		return releaseResult{}, cmd.Err()
 	}
-	return c.releaseReply(cmd, rkey, sent)
+	return c.releaseReply(cmd, le.rkey, sent)
 }
 
-// releaseReply decodes the reply of a release sent at sent, and hands a
-// lock it granted to one of this Client's waiters over to it.
+// releaseReply decodes the reply of a release sent at sent — {code,
+// handed, token, id, token, id, …}: code 1 released, 3 left the queue, 0
+// neither; handed 1 if the lock (or some room in it) went to waiters; then
+// the waiters of this Client that got it — and hands those locks over.
 func (c *Client) releaseReply(cmd *redis.Cmd, rkey string, sent time.Time) (releaseResult, error) {
 	vals, err := cmd.Slice()
 	if err != nil {
 		return releaseResult{}, classify(err, rkey)
 	}
-	code, ok := vals[0].(int64)
-	if !ok || len(vals) < 2 {
+	if len(vals) < 2 || len(vals)%2 != 0 {
 		return releaseResult{}, fmt.Errorf("renewlock: release script returned %v", vals)
 	}
-	if code == 2 && len(vals) == 3 {
-		token, _ := vals[1].(int64)
-		next, _ := vals[2].(string)
+	code, _ := vals[0].(int64)
+	handed, _ := vals[1].(int64)
+	for i := 2; i+1 < len(vals); i += 2 {
+		token, _ := vals[i].(int64)
+		next, _ := vals[i+1].(string)
 		c.eng.granted(next, uint64(token), sent)
 	}
-	return releaseResult{ours: code != 0, handedOff: code == 2 || (code == 1 && vals[1] == int64(1))}, nil
+	return releaseResult{ours: code == 1 || code == 3, handedOff: handed == 1}, nil
 }

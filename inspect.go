@@ -40,6 +40,27 @@ type Info struct {
 	// may count waiters that crashed and have not been skipped yet. It is
 	// zero in the Info returned by ForceRelease.
 	Waiters int
+	// Kind is what the name is: "mutex", "election", "semaphore" or
+	// "read-write lock".
+	Kind string
+	// Value is an election leader's value.
+	Value string
+	// Limit is a semaphore's limit.
+	Limit int
+	// Holders lists the holders of a shared lock (a semaphore's permits, a
+	// read-write lock's readers or writer), oldest first; the fields
+	// above then describe the newest of them. Nil for exclusive kinds.
+	Holders []Holder
+}
+
+// Holder is one holder of a shared lock.
+type Holder struct {
+	Owner      string // random owner id (a capability: show only a prefix)
+	Token      uint64
+	Holder     string // holder text
+	Write      bool   // a read-write lock's writer
+	AcquiredAt time.Time
+	TTL        time.Duration // what was left of its lease
 }
 
 // inspectBatch bounds the keys read in one pipelined round trip by List.
@@ -200,8 +221,9 @@ func (c *Client) read(ctx context.Context, rkeys []string, skipOthers bool) ([]I
 }
 
 // parseInfo decodes the reply of inspect.lua (owner, token, holder,
-// acquired-at, ms left, waiters) or the first four fields of
-// force_release.lua's. ok is false for a key nobody holds.
+// acquired-at, ms left, waiters, kind, value, limit, then six fields per
+// holder of a shared lock) or the four fields of force_release.lua's. ok
+// is false for a key nobody holds.
 func parseInfo(key string, vals []any) (info Info, ok bool, err error) {
 	if len(vals) < 4 {
 		return Info{}, false, fmt.Errorf("lock: %d fields, want at least 4", len(vals))
@@ -210,28 +232,60 @@ func parseInfo(key string, vals []any) (info Info, ok bool, err error) {
 		s, _ := v.(string)
 		return s
 	}
-	owner := str(vals[0])
-	if owner == "" {
-		return Info{}, false, nil
-	}
-	info = Info{Key: key, Owner: owner, Holder: str(vals[2])}
-	if info.Token, err = strconv.ParseUint(str(vals[1]), 10, 64); err != nil {
-		return Info{}, false, fmt.Errorf("lock: fencing token %q: %w", str(vals[1]), err)
-	}
-	if s := str(vals[3]); s != "" {
-		us, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return Info{}, false, fmt.Errorf("lock: acquired-at %q: %w", s, err)
+	num := func(v any) int64 {
+		switch n := v.(type) {
+		case int64:
+			return n
+		case string:
+			i, _ := strconv.ParseInt(n, 10, 64)
+			return i
 		}
-		info.AcquiredAt = time.UnixMicro(us)
+		return 0
 	}
-	if len(vals) >= 6 {
-		left, _ := vals[4].(int64)
-		waiters, _ := vals[5].(int64)
-		info.TTL = time.Duration(max(left, 0)) * time.Millisecond
-		info.Waiters = int(waiters)
+	info = Info{Key: key, Owner: str(vals[0]), Holder: str(vals[2]), Kind: kindMutex.name}
+	if info.Owner != "" {
+		if info.Token, err = strconv.ParseUint(str(vals[1]), 10, 64); err != nil {
+			return Info{}, false, fmt.Errorf("lock: fencing token %q: %w", str(vals[1]), err)
+		}
+		info.AcquiredAt = micros(str(vals[3]))
 	}
-	return info, true, nil
+	if len(vals) >= 9 {
+		info.TTL = time.Duration(max(num(vals[4]), 0)) * time.Millisecond
+		info.Waiters = int(num(vals[5]))
+		info.Kind = kindName(str(vals[6]))
+		info.Value = str(vals[7])
+		info.Limit = int(num(vals[8]))
+		for i := 9; i+5 < len(vals); i += 6 {
+			tok, err := strconv.ParseUint(str(vals[i+1]), 10, 64)
+			if err != nil {
+				return Info{}, false, fmt.Errorf("lock: fencing token %q: %w", str(vals[i+1]), err)
+			}
+			info.Holders = append(info.Holders, Holder{
+				Owner: str(vals[i]), Token: tok, Write: str(vals[i+2]) == "x",
+				AcquiredAt: micros(str(vals[i+3])), Holder: str(vals[i+4]),
+				TTL: time.Duration(max(num(vals[i+5]), 0)) * time.Millisecond,
+			})
+		}
+		if n := len(info.Holders); n > 0 {
+			newest := info.Holders[n-1]
+			for _, h := range info.Holders {
+				if h.Token > newest.Token {
+					newest = h
+				}
+			}
+			info.Owner, info.Token, info.Holder, info.AcquiredAt, info.TTL = newest.Owner, newest.Token, newest.Holder, newest.AcquiredAt, newest.TTL
+		}
+	}
+	return info, info.Owner != "", nil
+}
+
+// micros parses a time in µs since the epoch; zero if s is not one.
+func micros(s string) time.Time {
+	us, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || s == "" {
+		return time.Time{}
+	}
+	return time.UnixMicro(us)
 }
 
 // escapeGlob quotes the glob metacharacters of s for a Redis MATCH pattern,

@@ -3,6 +3,8 @@ package renewlock
 import (
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // The lease engine. Everything this Client has in Redis that must be
@@ -35,11 +37,42 @@ const (
 	leaseGone                        // forgotten
 )
 
+// A lockKind is what sets the primitives on the engine apart: the scripts
+// that take and give back a lease, and what they are told. Everything else
+// — renewal, the queue, grants, loss, Close — is the engine's, the same for
+// all.
+type lockKind struct {
+	name   string // for messages
+	code   string // the kind in Redis: "" mutex, "e" election, "s" semaphore, "r" read-write lock
+	shared bool   // many holders, each with its own lease (shared.lua)
+}
+
+var (
+	kindMutex     = &lockKind{name: "mutex"}
+	kindElection  = &lockKind{name: "election", code: "e"}
+	kindSemaphore = &lockKind{name: "semaphore", code: "s", shared: true}
+	kindRWLock    = &lockKind{name: "read-write lock", code: "r", shared: true}
+)
+
+// release returns the script that releases a lease of this kind (or
+// leaves its queue).
+func (k *lockKind) release() *redis.Script {
+	if k.shared {
+		return sharedReleaseScript
+	}
+	return releaseScript
+}
+
 type lease struct {
-	rkey   string  // the Redis key
-	id     string  // owner id in Redis; also the waiter's id in the queue
-	cfg    *config // TTL, renew interval, logger
-	lock   *Lock   // the lock it is (or will be, once granted)
+	rkey   string    // the Redis key
+	id     string    // owner id in Redis; also the waiter's id in the queue
+	cfg    *config   // TTL, renew interval, logger
+	kind   *lockKind // what it is a lease of
+	mode   string    // shared kinds: "s" a shared share (permit, read), "x" exclusive (write)
+	limit  int       // a semaphore's limit
+	value  string    // an election: the candidate's value
+	notify string    // an election: the channel on which changes are announced
+	lock   *Lock     // the lock it is (or will be, once granted)
 	events chan waitEvent
 	joined bool // an attempt to join the queue was made (owned by the acquiring goroutine)
 
@@ -94,10 +127,10 @@ func newEngine(c *Client) *engine {
 	return e
 }
 
-// newLease returns a lease for one acquisition of key, with its Lock.
-// events is made for a blocking acquisition.
-func (e *engine) newLease(key string, cfg *config, blocking bool) *lease {
-	le := &lease{rkey: cfg.prefix + key, id: newOwnerID(), cfg: cfg}
+// newLease returns a lease of kind for one acquisition of key, with its
+// Lock. events is made for a blocking acquisition.
+func (e *engine) newLease(kind *lockKind, key string, cfg *config, blocking bool) *lease {
+	le := &lease{rkey: cfg.prefix + key, id: newOwnerID(), cfg: cfg, kind: kind, mode: "x"}
 	le.lock = &Lock{c: e.c, key: key, le: le, done: make(chan struct{})}
 	if blocking {
 		le.events = make(chan waitEvent, 1)

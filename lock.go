@@ -218,7 +218,7 @@ func (l *Lock) release(ctx context.Context) (handedOff bool, _ error) {
 	if notOurs {
 		result = lostErr
 	} else {
-		res, err := l.c.releaseCall(ctx, l.le.rkey, l.le.id)
+		res, err := l.c.releaseCall(ctx, l.le)
 		if err != nil {
 			err = fmt.Errorf("renewlock: release %q: %w", l.key, err)
 			if lostErr != nil {

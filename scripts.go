@@ -3,6 +3,7 @@ package renewlock
 import (
 	"context"
 	_ "embed"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -15,25 +16,37 @@ import (
 var (
 	//go:embed scripts/lib.lua
 	libSrc string
+	//go:embed scripts/shared.lua
+	sharedSrc string
 	//go:embed scripts/acquire.lua
 	acquireSrc string
 	//go:embed scripts/renew.lua
 	renewSrc string
 	//go:embed scripts/release.lua
 	releaseSrc string
+	//go:embed scripts/shared_acquire.lua
+	sharedAcquireSrc string
+	//go:embed scripts/shared_release.lua
+	sharedReleaseSrc string
 	//go:embed scripts/force_release.lua
 	forceReleaseSrc string
 	//go:embed scripts/inspect.lua
 	inspectSrc string
 
-	acquireScript      = newScript(acquireSrc)
-	renewScript        = newScript(renewSrc)
-	releaseScript      = newScript(releaseSrc)
-	forceReleaseScript = newScript(forceReleaseSrc)
-	inspectScript      = newScript(inspectSrc)
+	// Exclusive locks (mutex, election): lib.lua only, so that their hot
+	// path pays for nothing else.
+	acquireScript = newScript(libSrc, acquireSrc)
+	releaseScript = newScript(libSrc, releaseSrc)
+	inspectScript = newScript(libSrc, inspectSrc)
+	// Shared locks (semaphore, read-write lock), and the scripts that
+	// handle every kind.
+	sharedAcquireScript = newScript(libSrc, sharedSrc, sharedAcquireSrc)
+	sharedReleaseScript = newScript(libSrc, sharedSrc, sharedReleaseSrc)
+	renewScript         = newScript(libSrc, sharedSrc, renewSrc)
+	forceReleaseScript  = newScript(libSrc, sharedSrc, forceReleaseSrc)
 )
 
-func newScript(src string) *redis.Script { return redis.NewScript(libSrc + "\n" + src) }
+func newScript(parts ...string) *redis.Script { return redis.NewScript(strings.Join(parts, "\n")) }
 
 // evalPipelined runs n script calls in one pipeline, by SHA; the calls that
 // got NOSCRIPT (a flushed or restarted Redis) go again by source, which also

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -69,9 +66,14 @@ func (c *Client) attempt(ctx context.Context, le *lease, join bool) (res acquire
 		le.joined = true
 	}
 	// If the caller gives up after the call was sent, undo what it did.
-	abandoned := func(*redis.Cmd) { c.cleanup(le.rkey, le.id, le.cfg) }
-	cmd, pending := c.co.run(ctx, acquireScript, []string{le.rkey},
-		[]any{le.id, le.cfg.ttl.Milliseconds(), le.cfg.holder, joinArg, c.hub.channel}, abandoned)
+	abandoned := func(*redis.Cmd) { c.cleanup(le) }
+	script, args := acquireScript, []any{le.id, le.cfg.ttl.Milliseconds(), le.cfg.holder, joinArg, c.hub.channel, le.kind.code}
+	if le.kind.shared {
+		script, args = sharedAcquireScript, append(args, le.mode, le.limit)
+	} else if le.kind == kindElection {
+		args = append(args, le.value, le.notify)
+	}
+	cmd, pending := c.co.run(ctx, script, []string{le.rkey}, args, abandoned)
 	if pending {
 		return res, true, cmd.Err()
 	}
@@ -147,7 +149,7 @@ func (c *Client) wait(ctx context.Context, le *lease) (*Lock, error) {
 		case res.taken:
 			switch c.eng.hold(le, res.token, sent) {
 			case holdClosed:
-				c.cleanup(le.rkey, le.id, le.cfg)
+				c.cleanup(le)
 				return nil, ErrClientClosed
 			case holdStale: // ask again: the script renews what is ours
 				continue
@@ -169,7 +171,7 @@ func (c *Client) wait(ctx context.Context, le *lease) (*Lock, error) {
 		}
 		backoff = 10 * time.Millisecond
 		if !c.eng.queued(le, sent, res.left, res.first) {
-			c.cleanup(le.rkey, le.id, le.cfg)
+			c.cleanup(le)
 			return nil, ErrClientClosed
 		}
 		ev, err := c.await(ctx, le)
@@ -237,7 +239,7 @@ func failedOr(err error, failed func() error) error {
 // released in the background, owner-checked, passing the lock on.
 func (c *Client) giveUp(le *lease, err error) error {
 	if c.eng.withdraw(le) {
-		c.cleanup(le.rkey, le.id, le.cfg)
+		c.cleanup(le)
 	}
 	return err
 }
@@ -249,161 +251,4 @@ func isClosed(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
-}
-
-// How long the notification connection may be silent before it is pinged.
-const pubsubHealthCheck = 15 * time.Second
-
-// hub is the Client's one subscription: the channel on which Redis tells
-// it that one of its waiters was granted a lock ("<id> <token>"). It is
-// subscribed on the first blocking Acquire and stays until Close.
-type hub struct {
-	rdb     redis.UniversalClient
-	eng     *engine
-	channel string // prefix + "grant:" + a random id of this Client
-
-	mu     sync.Mutex
-	ps     *redis.PubSub
-	ready  chan struct{} // closed once confirmed, or once subscribing failed
-	err    error         // why subscribing failed
-	seen   bool          // the first confirmation came
-	closed bool
-	stop   chan struct{}
-	wg     sync.WaitGroup
-}
-
-func newHub(rdb redis.UniversalClient, eng *engine, prefix string) *hub {
-	return &hub{
-		rdb: rdb, eng: eng, channel: prefix + "grant:" + newOwnerID(),
-		ready: make(chan struct{}), stop: make(chan struct{}),
-	}
-}
-
-// subscribe starts subscribing if that has not begun, and returns a
-// channel closed once grants can reach this Client (or subscribing failed,
-// see failure).
-func (h *hub) subscribe() <-chan struct{} {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.ps == nil && !h.closed {
-		// No channel yet: nothing is sent in the caller's goroutine.
-		h.ps = h.rdb.Subscribe(context.Background())
-		h.wg.Add(2)
-		go h.sender()
-		go h.receiver()
-	}
-	return h.ready
-}
-
-// failure returns why subscribing failed, or nil.
-func (h *hub) failure() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.err
-}
-
-// sender sends the SUBSCRIBE. If the write fails, go-redis subscribes again
-// when the receiver reconnects.
-func (h *hub) sender() {
-	defer h.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-h.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	_ = h.ps.Subscribe(ctx, h.channel)
-}
-
-func (h *hub) receiver() {
-	defer h.wg.Done()
-	ctx := context.Background()
-	backoff := 10 * time.Millisecond
-	for {
-		msg, err := h.ps.ReceiveTimeout(ctx, pubsubHealthCheck)
-		if err != nil {
-			if errors.Is(err, redis.ErrClosed) {
-				return
-			}
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				_ = h.ps.Ping(ctx) // a dead connection fails the next read
-				continue
-			}
-			if rerr := classify(err, ""); isRejected(rerr) {
-				h.fail(rerr) // the user may not subscribe: waiting cannot work
-			}
-			select {
-			case <-time.After(backoff):
-			case <-h.stop:
-				return
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 10 * time.Millisecond
-		switch m := msg.(type) {
-		case *redis.Message:
-			h.deliver(m.Payload)
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				h.confirmed()
-			}
-		}
-	}
-}
-
-// confirmed handles Redis's confirmation of the subscription: the first
-// lets waiters queue; a later one follows a reconnection, during which
-// grants may have been missed.
-func (h *hub) confirmed() {
-	h.mu.Lock()
-	first := !h.seen
-	h.seen = true
-	if first && h.err == nil {
-		close(h.ready)
-	}
-	h.mu.Unlock()
-	if !first {
-		h.eng.pollWaiting()
-	}
-}
-
-// fail records that subscribing failed with err, for the waiters.
-func (h *hub) fail(err error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.err == nil && !h.seen {
-		h.err = err
-		close(h.ready)
-	}
-}
-
-// deliver hands a grant message "<id> <token>" to the engine.
-func (h *hub) deliver(payload string) {
-	id, tok, ok := strings.Cut(payload, " ")
-	if !ok {
-		return
-	}
-	token, err := strconv.ParseUint(tok, 10, 64)
-	if err != nil {
-		return
-	}
-	h.eng.granted(id, token, time.Time{})
-}
-
-// close ends the subscription and its goroutines.
-func (h *hub) close() {
-	h.mu.Lock()
-	h.closed = true
-	ps := h.ps
-	h.mu.Unlock()
-	close(h.stop)
-	if ps != nil {
-		_ = ps.Close()
-	}
-	h.wg.Wait()
 }

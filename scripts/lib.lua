@@ -1,16 +1,21 @@
 -- lib.lua is put in front of every other script (scripts.go joins them), so
 -- the rules about a lock's state live in one place.
 --
--- A lock is one hash, whose own TTL is the holder's lease: when the holder
--- stops renewing, Redis drops the lock, queue and all. Holder fields:
+-- A lock is one hash. The exclusive kinds (a mutex; an election, k = 'e')
+-- keep their holder in it, and the hash's own TTL is the holder's lease:
+-- when the holder stops renewing, Redis drops the lock, queue and all.
 --   o  owner id          t  last fencing token issued (outlives its holder
 --   h  holder text          as a tombstone while it is ahead of the clock)
---   a  taken at (µs)
+--   a  taken at (µs)     k  kind: absent (mutex), 'e' election, 's'
+--   v  the leader's value   semaphore, 'r' read-write lock (shared.lua)
+--   nc the election's notification channel
 -- Queue fields, present while someone waits:
 --   qh  first position that may be in use     qt  last position given out
 --   qn  entries in the queue
 --   q<n>   id of the waiter at position n
---   w<id>  "<n> <ttl ms> <length of channel> <channel><holder text>"
+--   w<id>  "<n> <ttl ms> <mode> <length of channel> <length of holder text>
+--          <channel><holder text><value>"; mode x: exclusive (a mutex, an
+--          election, a writer), s: shared (a permit, a reader)
 --   e<id>  end of that waiter's lease (server ms): a crashed or cut-off
 --          waiter is skipped once it has passed
 -- All times are the server's (TIME), never a client's.
@@ -34,10 +39,49 @@ local function noexpire(key)
   return redis.error_reply('NOPERM renewlock: this user may not run PEXPIRE on ' .. key)
 end
 
+-- extend makes key (which has a TTL) live at least until ms (server time).
+local function extend(key, ms)
+  redis.call('PEXPIRE', key, fmt(ms - NOW), 'GT')
+end
+
+-- parse splits a waiter's record: position, ttl, mode, channel, holder
+-- text, value.
 local function parse(rec)
-  local n, ttl, len, rest = string.match(rec, '^(%d+) (%d+) (%d+) (.*)$')
-  len = tonumber(len)
-  return tonumber(n), tonumber(ttl), string.sub(rest, 1, len), string.sub(rest, len + 1)
+  local n, ttl, mode, cl, hl, rest = string.match(rec, '^(%d+) (%d+) (%a) (%d+) (%d+) (.*)$')
+  cl, hl = tonumber(cl), tonumber(hl)
+  return tonumber(n), tonumber(ttl), mode, string.sub(rest, 1, cl),
+    string.sub(rest, cl + 1, cl + hl), string.sub(rest, cl + hl + 1)
+end
+
+-- record builds a waiter's record (see parse).
+local function record(n, ttl, mode, chan, holder, value)
+  return string.format('%d %d %s %d %d ', n, ttl, mode, #chan, #holder) .. chan .. holder .. (value or '')
+end
+
+-- join puts waiter id at the end of key's queue, with a lease of ttl ms.
+-- Returns whether it is first.
+local function join(key, id, ttl, mode, chan, holder, value)
+  local n = redis.call('HINCRBY', key, 'qt', 1)
+  redis.call('HSETNX', key, 'qh', n)
+  redis.call('HSET', key, 'q' .. n, id, 'e' .. id, fmt(NOW + ttl), 'w' .. id, record(n, ttl, mode, chan, holder, value))
+  return redis.call('HINCRBY', key, 'qn', 1) == 1
+end
+
+-- kindname names a kind for error messages.
+local function kindname(k)
+  if k == 'e' then
+    return 'an election'
+  elseif k == 's' then
+    return 'a semaphore'
+  elseif k == 'r' then
+    return 'a read-write lock'
+  end
+  return 'a mutex'
+end
+
+-- wrongkind is the error for a key of another kind than the caller's.
+local function wrongkind(key, is, want)
+  return redis.error_reply('WRONGTYPE renewlock: ' .. key .. ' is ' .. kindname(is) .. ', not ' .. kindname(want))
 end
 
 -- drop removes waiter id, at position n, from the queue of key.
@@ -68,7 +112,7 @@ local function head(key)
         return id, n, w[2]
       end
       drop(key, id, n)
-      if redis.call('HEXISTS', key, 'qn') == 0 then
+      if not redis.call('HGET', key, 'qn') then
         return nil
       end
     end
@@ -88,21 +132,30 @@ local function nexttoken(t)
   return NOWUS
 end
 
--- grant makes the first live waiter of key the holder, with a new token
--- and a lease of its TTL, and tells its client on that client's channel,
--- unless that channel is mine (the caller's: it hands the lock over
--- itself). t is the last token. Returns id, token and whether the waiter
--- is mine; nil if nobody waits.
-local function grant(key, t, mine)
+-- grant makes the first live waiter of the exclusive lock key the holder,
+-- with a new token and a lease of its TTL, and tells its client on that
+-- client's channel, unless that channel is mine (the caller's: it hands
+-- the lock over itself). t is the last token, k the kind. An election's
+-- new leader takes the waiter's value and is announced on its channel.
+-- Returns id and token of the new holder and whether the waiter is mine;
+-- nil if nobody waits.
+local function grant(key, t, mine, k)
   local id, n, rec = head(key)
   if not id then
     return nil
   end
-  local _, ttl, chan, holder = parse(rec)
+  local _, ttl, _, chan, holder, value = parse(rec)
   drop(key, id, n)
   local token = nexttoken(t)
   redis.call('HSET', key, 'o', id, 't', fmt(token), 'h', holder, 'a', fmt(NOWUS))
   redis.call('PEXPIRE', key, ttl)
+  if k == 'e' then
+    redis.call('HSET', key, 'v', value)
+    local nc = redis.call('HGET', key, 'nc')
+    if nc then
+      redis.call('PUBLISH', nc, fmt(token))
+    end
+  end
   if chan == mine then
     return id, token, true
   end
@@ -110,15 +163,14 @@ local function grant(key, t, mine)
   return id, token, false
 end
 
--- free ends a holder's tenure when nobody waits: the key goes, or keeps
+-- free ends a lock's last tenure when nobody waits: the key goes, or keeps
 -- its token t as a tombstone while t is ahead of the clock (several
 -- acquisitions within one µs), until the clock has passed it.
 local function free(key, t)
   t = tonumber(t)
-  if not t or t < NOWUS then
-    redis.call('DEL', key)
-  else
-    redis.call('HDEL', key, 'o', 'h', 'a')
+  redis.call('DEL', key)
+  if t and t >= NOWUS then
+    redis.call('HSET', key, 't', fmt(t))
     redis.call('PEXPIRE', key, fmt(math.floor((t - NOWUS) / 1000) + 1000))
   end
 end

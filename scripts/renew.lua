@@ -1,25 +1,45 @@
 -- Extend the leases of ARGV[2i-1] (an owner id) on KEYS[i] to ARGV[2i] ms:
--- the lock if it holds it, its queue entry if it waits.
--- Returns two integers per key: {1, token} holds the lock (also when it was
--- granted and the grant's message was missed); {2, ms left of the holder's
--- lease} waits; {3, ms left} waits, first in the queue; {0, 0} neither (a
--- lapsed lease is never re-created). Renewing a held lock uses PEXPIRE
--- alone, which Redis allows even when it is out of memory.
+-- the lock, or its share of a shared lock, if it holds it; its queue entry
+-- if it waits (a waiter of a shared lock also serves the queue, in case a
+-- share ended by time has made room).
+-- Returns two integers per key: {1, token} holds it (also when it was
+-- granted and the grant's message was missed); {2, ms} waits, where ms is
+-- how long until the lease in its way may end; {3, ms} the same, first in
+-- the queue; {0, 0} neither (a lapsed lease is never re-created).
+-- Renewing a mutex or an election uses PEXPIRE alone, which Redis allows
+-- even when it is out of memory.
 if KEYS[1] and not mayexpire(KEYS[1]) then
   return noexpire(KEYS[1])
 end
 local res = {}
 for i, key in ipairs(KEYS) do
   local id, ttl = ARGV[2 * i - 1], tonumber(ARGV[2 * i])
-  local cur = redis.call('HMGET', key, 'o', 't')
+  local cur = redis.call('HMGET', key, 'o', 't', 'k', 'x' .. id, 'e' .. id)
+  local code, value = 0, 0
   if cur[1] == id then
     redis.call('PEXPIRE', key, ttl)
-    res[2 * i - 1], res[2 * i] = 1, tonumber(cur[2])
-  elseif cur[1] and redis.call('HEXISTS', key, 'e' .. id) == 1 then
+    code, value = 1, tonumber(cur[2])
+  elseif cur[4] then -- a share of a shared lock
+    if tonumber(cur[4]) > NOW then
+      redis.call('HSET', key, 'x' .. id, fmt(NOW + ttl))
+      extend(key, NOW + ttl)
+      code, value = 1, tonumber(string.match(redis.call('HGET', key, 'p' .. id), '^(%d+)'))
+    end
+  elseif cur[5] then -- a place in the queue
     redis.call('HSET', key, 'e' .. id, fmt(NOW + ttl))
-    res[2 * i - 1], res[2 * i] = head(key) == id and 3 or 2, redis.call('PTTL', key)
-  else
-    res[2 * i - 1], res[2 * i] = 0, 0
+    if cur[3] == 's' or cur[3] == 'r' then
+      sgrant(key, false, {})
+      local p = redis.call('HGET', key, 'p' .. id)
+      if p then
+        code, value = 1, tonumber(string.match(p, '^(%d+)'))
+      else
+        local _, _, first = prune(key)
+        code, value = head(key) == id and 3 or 2, first and (first - NOW) or redis.call('PTTL', key)
+      end
+    elseif cur[1] then
+      code, value = head(key) == id and 3 or 2, redis.call('PTTL', key)
+    end
   end
+  res[2 * i - 1], res[2 * i] = code, value
 end
 return res
