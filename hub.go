@@ -53,7 +53,7 @@ type subOp struct {
 
 // chanSub is a listened-to channel.
 type chanSub struct {
-	listeners map[*listener]struct{}
+	listeners  map[*listener]struct{}
 	subscribed bool // SUBSCRIBE sent, no UNSUBSCRIBE since
 	pending    int  // SUBSCRIBEs sent and not yet confirmed
 	confirmed  bool // Redis confirmed the current subscription
