@@ -1,6 +1,7 @@
 package renewlock_test
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -354,4 +355,131 @@ func TestSharedLeasesRenewInspectForce(t *testing.T) {
 	if _, err := ops.Inspect(ctx, sem); !errors.Is(err, renewlock.ErrNotHeld) {
 		t.Fatalf("Inspect of a free semaphore: %v", err)
 	}
+}
+
+// Every kind of lease signals its loss before Redis could end it, when
+// Redis stops answering (paused): a permit, a read share, a write share, a
+// leadership.
+func TestFamilyLossBeforeExpiryWhenRedisPaused(t *testing.T) {
+	const ttl, interval = 1500 * time.Millisecond, 300 * time.Millisecond
+	for _, kind := range []string{"permit", "read", "write", "leadership"} {
+		t.Run(kind, func(t *testing.T) {
+			srv, rdb, c := setup(t, renewlock.WithTTL(ttl), renewlock.WithRenewInterval(interval), renewlock.WithDrift(0.02))
+			ops := newClient(t, rdb)
+			ctx := ctxT(t, 20*time.Second)
+			name := uniqueKey(t)
+			var done <-chan struct{}
+			var errf func() error
+			switch kind {
+			case "permit":
+				l, err := c.AcquirePermit(ctx, name, 2)
+				if err != nil {
+					t.Fatal(err)
+				}
+				done, errf = l.Done(), l.Err
+			case "read":
+				l, err := c.AcquireRead(ctx, name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				done, errf = l.Done(), l.Err
+			case "write":
+				l, err := c.AcquireWrite(ctx, name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				done, errf = l.Done(), l.Err
+			case "leadership":
+				l, err := c.Campaign(ctx, name, "v")
+				if err != nil {
+					t.Fatal(err)
+				}
+				done, errf = l.Done(), l.Err
+			}
+			left := func() time.Duration {
+				info, err := ops.Inspect(ctx, name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(info.Holders) > 0 {
+					return info.Holders[0].TTL
+				}
+				return info.TTL
+			}
+			// Catch the instant right after a renewal, then freeze Redis.
+			var expiry time.Time
+			prev := left()
+			for {
+				before := time.Now()
+				l := left()
+				if l > prev {
+					srv.Pause()
+					expiry = before.Add(l)
+					break
+				}
+				prev = l
+				time.Sleep(time.Millisecond)
+			}
+			defer srv.Resume()
+			select {
+			case <-done:
+			case <-time.After(ttl + 5*time.Second):
+				t.Fatal("loss never signalled while Redis was paused")
+			}
+			lead := time.Until(expiry)
+			if !errors.Is(errf(), renewlock.ErrLeaseLost) {
+				t.Fatalf("Err = %v, want ErrLeaseLost", errf())
+			}
+			t.Logf("loss signalled %v before the lease's end in Redis", lead)
+			if lead <= 0 {
+				t.Fatalf("loss signalled %v AFTER the lease ended in Redis", -lead)
+			}
+		})
+	}
+}
+
+// Tokens and terms keep rising across a Redis restart that lost every key.
+func TestFamilyTokensAcrossEmptyRestart(t *testing.T) {
+	srv, _, c := setup(t)
+	ctx := ctxT(t, 20*time.Second)
+	name := uniqueKey(t)
+	take := func() []uint64 {
+		var out []uint64
+		for _, f := range []func() (uint64, error){
+			func() (uint64, error) { l, err := c.TryAcquirePermit(ctx, name+"/sem", 2); return tokenAndRelease(ctx, l, err) },
+			func() (uint64, error) { l, err := c.TryAcquireRead(ctx, name+"/rw"); return tokenAndRelease(ctx, l, err) },
+			func() (uint64, error) { l, err := c.TryAcquireWrite(ctx, name+"/rw"); return tokenAndRelease(ctx, l, err) },
+			func() (uint64, error) {
+				l, err := c.Campaign(ctx, name+"/el", "v")
+				if err != nil {
+					return 0, err
+				}
+				defer l.Resign(ctx)
+				return l.Term(), nil
+			},
+		} {
+			tok, err := f()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, tok)
+		}
+		return out
+	}
+	before := take()
+	srv.Restart() // empty: no persistence
+	after := take()
+	for i := range before {
+		if after[i] <= before[i] {
+			t.Fatalf("kind %d: token %d after the restart, %d before", i, after[i], before[i])
+		}
+	}
+}
+
+func tokenAndRelease(ctx context.Context, l *renewlock.Lock, err error) (uint64, error) {
+	if err != nil {
+		return 0, err
+	}
+	defer l.Release(ctx)
+	return l.Token(), nil
 }
