@@ -153,6 +153,57 @@ func lockWork(ctx context.Context, admin, a, b *redis.Client) error {
 	if err := l1.Err(); !errors.Is(err, renewlock.ErrReleased) {
 		return fmt.Errorf("first lock: %w", err)
 	}
+	// The other kinds: a semaphore, a read-write lock (a writer waits for a
+	// reader), an election watched by an observer.
+	p, err := ca.AcquirePermit(ctx, key+"/sem", 2)
+	if err != nil {
+		return fmt.Errorf("permit: %w", err)
+	}
+	if err := p.Release(ctx); err != nil {
+		return fmt.Errorf("permit release: %w", err)
+	}
+	rd, err := ca.AcquireRead(ctx, key+"/rw")
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	wch := make(chan res, 1)
+	go func() {
+		w, err := cb.AcquireWrite(wctx, key+"/rw")
+		wch <- res{w, err}
+	}()
+	time.Sleep(150 * time.Millisecond)
+	if err := rd.Release(ctx); err != nil {
+		return fmt.Errorf("read release: %w", err)
+	}
+	w := <-wch
+	if w.err != nil {
+		return fmt.Errorf("write: %w", w.err)
+	}
+	if err := w.l.Release(ctx); err != nil {
+		return fmt.Errorf("write release: %w", err)
+	}
+	octx, ocancel := context.WithCancel(ctx)
+	defer ocancel()
+	changes := cb.Observe(octx, key+"/el")
+	<-changes // none yet
+	lead, err := ca.Campaign(ctx, key+"/el", "me")
+	if err != nil {
+		return fmt.Errorf("campaign: %w", err)
+	}
+	select {
+	case ld := <-changes:
+		if ld.Term != lead.Term() {
+			return fmt.Errorf("observed %+v", ld)
+		}
+	case <-time.After(2 * time.Second):
+		return errors.New("the observer did not see the new leader")
+	}
+	if _, err := cb.Leader(ctx, key+"/el"); err != nil {
+		return fmt.Errorf("leader: %w", err)
+	}
+	if err := lead.Resign(ctx); err != nil {
+		return fmt.Errorf("resign: %w", err)
+	}
 	return nil
 }
 
