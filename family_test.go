@@ -446,9 +446,18 @@ func TestFamilyTokensAcrossEmptyRestart(t *testing.T) {
 	take := func() []uint64 {
 		var out []uint64
 		for _, f := range []func() (uint64, error){
-			func() (uint64, error) { l, err := c.TryAcquirePermit(ctx, name+"/sem", 2); return tokenAndRelease(ctx, l, err) },
-			func() (uint64, error) { l, err := c.TryAcquireRead(ctx, name+"/rw"); return tokenAndRelease(ctx, l, err) },
-			func() (uint64, error) { l, err := c.TryAcquireWrite(ctx, name+"/rw"); return tokenAndRelease(ctx, l, err) },
+			func() (uint64, error) {
+				l, err := c.TryAcquirePermit(ctx, name+"/sem", 2)
+				return tokenAndRelease(ctx, l, err)
+			},
+			func() (uint64, error) {
+				l, err := c.TryAcquireRead(ctx, name+"/rw")
+				return tokenAndRelease(ctx, l, err)
+			},
+			func() (uint64, error) {
+				l, err := c.TryAcquireWrite(ctx, name+"/rw")
+				return tokenAndRelease(ctx, l, err)
+			},
 			func() (uint64, error) {
 				l, err := c.Campaign(ctx, name+"/el", "v")
 				if err != nil {
