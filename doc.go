@@ -55,6 +55,37 @@
 // write timeouts, and by the context's deadline if ContextTimeoutEnabled is
 // set.
 //
+// # The lock family
+//
+// The same lease engine — renewal in batches, the queue, grants, loss
+// signals, fencing tokens — serves four kinds of lock, each named by a
+// string (one name is one kind of lock):
+//
+//   - a mutex: Acquire, TryAcquire, Do;
+//   - a semaphore: AcquirePermit and TryAcquirePermit give one of limit
+//     permits, each a Lock with its own lease;
+//   - a read-write lock: AcquireRead and AcquireWrite (and the Try forms);
+//     readers share, a writer is alone, and a waiting writer is not
+//     overtaken by readers that come after it;
+//   - leader election: Campaign (and Lead, its callback form) makes one
+//     candidate leader at a time, with a Term that only goes up; Leader
+//     reads the current leader and Observe delivers every change.
+//
+// Every lease of every kind gets a fencing token larger than every token
+// issued before for its name, and every wait is served in arrival order.
+//
+// # Not reentrant
+//
+// A Lock is not reentrant: acquiring a name that the same program already
+// holds waits (or fails, with TryAcquire) like any other acquisition. This
+// is deliberate, as for Go's sync.Mutex: a lock that a goroutine may take
+// again hides which code relies on the invariant it protects, and ties
+// ownership to something (a goroutine, a thread) that Go does not expose.
+// Pass the *Lock to the code that needs it instead, and let that code check
+// Done or use the token; a function that must run under the lock can take
+// the *Lock as an argument, which documents the requirement in its
+// signature.
+//
 // # Errors
 //
 // Errors are checked with errors.Is: ErrNotAcquired (TryAcquire found the
