@@ -210,7 +210,7 @@ func (e *engine) queued(le *lease, sent time.Time, left time.Duration, first boo
 	if le.earlyToken != 0 {
 		token := le.earlyToken
 		le.earlyToken = 0
-		e.grantLocked(le, token)
+		e.grantLocked(le, token, false)
 		return true
 	}
 	e.scheduleWait(le, sent, time.Now(), left, first)
@@ -231,12 +231,14 @@ func (e *engine) scheduleWait(le *lease, sent, now time.Time, left time.Duration
 	e.alarm(le.nextRenew)
 }
 
-// grantLocked hands waiting le the lock, granted with token. If the last
-// sign of life of its queue entry (base) is too old to build a deadline on,
-// the lock is renewed first: the renewal's reply grants it again with a
-// fresh base. e.mu is held.
-func (e *engine) grantLocked(le *lease, token uint64) {
-	if !time.Now().Before(le.base.Add(le.cfg.validity())) {
+// grantLocked hands waiting le the lock, granted with token. confirmed says
+// the grant was read by a renewal of le (acknowledged by the replicas
+// WithReplicaAck asks for). If the last sign of life of its queue entry
+// (base) is too old to build a deadline on, or the grant still needs its
+// replicas' acknowledgement, the lock is renewed first: the renewal's reply
+// grants it again with a fresh base. e.mu is held.
+func (e *engine) grantLocked(le *lease, token uint64, confirmed bool) {
+	if !time.Now().Before(le.base.Add(le.cfg.validity())) || (le.cfg.replicas > 0 && !confirmed) {
 		le.nextRenew = time.Now()
 		e.alarm(le.nextRenew)
 		return
@@ -265,7 +267,7 @@ func (e *engine) granted(id string, token uint64, base time.Time) {
 		if base.After(le.base) {
 			le.base = base
 		}
-		e.grantLocked(le, token)
+		e.grantLocked(le, token, false)
 	}
 }
 

@@ -49,6 +49,10 @@ type config struct {
 	logger        *slog.Logger
 	holder        string
 	observer      *Observer
+	// replicas > 0: WAIT replicas replicaTimeout after each write that
+	// must count (WithReplicaAck).
+	replicas       int
+	replicaTimeout time.Duration
 }
 
 func defaultConfig() config {
@@ -168,6 +172,13 @@ func (c *config) validate() error {
 	}
 	if iv >= c.ttl {
 		return fmt.Errorf("%w: renew interval %v must be shorter than ttl %v", ErrInvalidArgument, iv, c.ttl)
+	}
+	if c.replicas < 0 || c.replicas > MaxReplicaAck {
+		return fmt.Errorf("%w: replica ack %d is outside [0, %d]", ErrInvalidArgument, c.replicas, MaxReplicaAck)
+	}
+	if c.replicas > 0 && (c.replicaTimeout < time.Millisecond || c.replicaTimeout >= iv) {
+		return fmt.Errorf("%w: replica ack timeout %v must be at least 1ms and shorter than the renew interval %v",
+			ErrInvalidArgument, c.replicaTimeout, iv)
 	}
 	if v := c.validity(); iv >= v {
 		return fmt.Errorf("%w: renew interval %v must be shorter than the validity period %v (ttl %v × (1 − drift %v) − safety margin %v)",

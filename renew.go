@@ -179,6 +179,11 @@ func (e *engine) batch(leases []*lease, as []leaseState, deadline time.Time) {
 			continue // released, given up or lost meanwhile
 		}
 		r := res[i]
+		if r.err == nil && r.code == renewHeld && !r.replicated(le) {
+			// Redis renewed it, but not enough replicas acknowledged: it
+			// does not count; retry, and let the deadline decide.
+			r.err = fmt.Errorf("%w: %d of %d replicas within %v", ErrNotReplicated, r.acked, le.cfg.replicas, le.cfg.replicaTimeout)
+		}
 		if r.err != nil {
 			if err := classify(r.err, le.rkey); isRejected(err) {
 				switch le.state {
@@ -225,9 +230,9 @@ func (e *engine) batch(leases []*lease, as []leaseState, deadline time.Time) {
 			}
 		case leaseWaiting:
 			switch r.code {
-			case renewHeld: // granted, and the grant's message not yet seen
+			case renewHeld: // granted, and the grant's message not yet seen (or to confirm)
 				le.base = sent
-				e.grantLocked(le, r.value)
+				e.grantLocked(le, r.value, true)
 			case renewWaiting, renewFirst:
 				le.base = sent
 				e.scheduleWait(le, sent, now, time.Duration(r.value)*time.Millisecond, r.code == renewFirst)
@@ -297,6 +302,15 @@ type renewResult struct {
 	code  int64
 	value uint64
 	err   error
+	// With WithReplicaAck: how many replicas acknowledged the round trip's
+	// writes (ackChecked: WAIT was sent).
+	acked      int64
+	ackChecked bool
+}
+
+// replicated reports whether r meets le's WithReplicaAck.
+func (r renewResult) replicated(le *lease) bool {
+	return le.cfg.replicas == 0 || (r.ackChecked && r.acked >= int64(le.cfg.replicas))
 }
 
 // renewMany renews leases with as few round trips as possible: one pipeline
@@ -304,6 +318,13 @@ type renewResult struct {
 // cluster. The script goes by SHA once loaded is set, else by source (which
 // loads it); a second round trip happens only after an unexpected NOSCRIPT.
 func renewMany(ctx context.Context, rdb redis.UniversalClient, loaded *atomic.Bool, leases []*lease) []renewResult {
+	var ack ackWanted
+	for _, le := range leases {
+		ack.add(le.cfg)
+	}
+	if ack.n > 0 {
+		return renewAcked(ctx, rdb, loaded, leases, ack)
+	}
 	groups := group(rdb, leases)
 	out := make([]renewResult, len(leases))
 	pending := groups
@@ -312,13 +333,7 @@ func renewMany(ctx context.Context, rdb redis.UniversalClient, loaded *atomic.Bo
 		pipe := rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(pending))
 		for i, g := range pending {
-			keys := make([]string, len(g))
-			args := make([]any, 0, 2*len(g))
-			for j, idx := range g {
-				le := leases[idx]
-				keys[j] = le.rkey
-				args = append(args, le.id, le.cfg.ttl.Milliseconds())
-			}
+			keys, args := renewArgs(leases, g)
 			if bySHA {
 				cmds[i] = renewScript.EvalSha(ctx, pipe, keys, args...)
 			} else {

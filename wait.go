@@ -73,7 +73,16 @@ func (c *Client) attempt(ctx context.Context, le *lease, join bool) (res acquire
 	} else if le.kind == kindElection {
 		args = append(args, le.value, le.notify)
 	}
-	cmd, pending := c.co.run(ctx, script, []string{le.rkey}, args, abandoned)
+	var cmd *redis.Cmd
+	acked := int64(-1)
+	if le.cfg.replicas > 0 {
+		// WAIT must follow on the same connection: no shared pipeline.
+		var ack ackWanted
+		ack.add(le.cfg)
+		cmd, acked = runAcked(ctx, c.rdb, script, le.rkey, args, ack)
+	} else {
+		cmd, pending = c.co.run(ctx, script, []string{le.rkey}, args, abandoned)
+	}
 	if pending {
 		return res, true, cmd.Err()
 	}
@@ -91,6 +100,13 @@ func (c *Client) attempt(ctx context.Context, le *lease, join bool) (res acquire
 	}
 	switch vals[0] {
 	case 1:
+		if acked >= 0 && acked < int64(le.cfg.replicas) {
+			// Taken, but not replicated: undo it before anything else
+			// (owner-checked), so that a retry starts clean.
+			c.undo(le)
+			return res, false, fmt.Errorf("%w: %d of %d replicas acknowledged the acquisition of %q within %v; it was undone",
+				ErrNotReplicated, acked, le.cfg.replicas, le.lock.key, le.cfg.replicaTimeout)
+		}
 		res.taken, res.token = true, uint64(vals[1])
 	case 2:
 		res.queued, res.first = true, vals[2] == 1
@@ -100,6 +116,13 @@ func (c *Client) attempt(ctx context.Context, le *lease, join bool) (res acquire
 		res.left = time.Duration(vals[1]) * time.Millisecond
 	}
 	return res, false, nil
+}
+
+// undo releases what le holds at once, in the caller, bounded by one TTL.
+func (c *Client) undo(le *lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), min(le.cfg.ttl, closeTimeout))
+	defer cancel()
+	_ = le.kind.release().Run(ctx, c.rdb, []string{le.rkey}, le.id, "").Err()
 }
 
 // wait is the blocking acquisition of le: take the lock, or queue for it
