@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/renewlock/renewlock"
 	"github.com/renewlock/renewlock/internal/cli"
@@ -17,18 +18,48 @@ var subcommands = map[string]bool{"run": true, "status": true, "list": true, "re
 type globals struct {
 	redis  string
 	prefix string
+	conn   cli.ConnFlags
 }
 
-// target resolves the Redis URL from --redis and the environment.
+// target resolves the Redis URL, the user, password and TLS settings from
+// the flags and the environment.
 func (g *globals) target(cmd *cobra.Command) (cli.RedisTarget, error) {
 	t, err := cli.ResolveRedis(g.redis, cmd.Flags().Changed("redis"), os.Getenv)
 	if err != nil {
 		return t, err
 	}
-	if _, err := t.Options(); err != nil { // a bad URL is a usage error before any work
+	g.conn.Changed = cmd.Flags().Changed
+	if t.Conn, err = cli.ResolveConn(g.conn, os.Getenv); err != nil {
+		return t, err
+	}
+	// A bad URL or certificate file is a usage error before any work.
+	if _, err := t.Options(); err != nil {
 		return t, err
 	}
 	return t, nil
+}
+
+// connFlagGiven returns the first user, password or TLS flag given on the
+// command line, or "".
+func connFlagGiven(cmd *cobra.Command) string {
+	for _, name := range []string{cli.FlagUser, cli.FlagPass, cli.FlagPassFile, cli.FlagTLSCACert, cli.FlagTLSCert, cli.FlagTLSKey, cli.FlagTLSSNI, cli.FlagTLSInsecure} {
+		if cmd.Flags().Changed(name) {
+			return "--" + name
+		}
+	}
+	return ""
+}
+
+// addConnFlags adds the user, password and TLS flags, like redis-cli's.
+func addConnFlags(f *pflag.FlagSet, c *cli.ConnFlags) {
+	f.StringVar(&c.User, cli.FlagUser, "", "Redis ACL `USER` (default $"+cli.EnvUser+", else the URL's)")
+	f.StringVar(&c.Pass, cli.FlagPass, "", "Redis `PASSWORD`; other users can see it in ps: prefer $"+cli.EnvPass+" or --"+cli.FlagPassFile)
+	f.StringVar(&c.PassFile, cli.FlagPassFile, "", "read the Redis password from the first line of `FILE`")
+	f.StringVar(&c.TLSCACert, cli.FlagTLSCACert, "", "verify the server's certificate with the CA certificates in `FILE` (PEM) instead of the system's; turns TLS on")
+	f.StringVar(&c.TLSCert, cli.FlagTLSCert, "", "client certificate `FILE` (PEM) for mutual TLS; with --"+cli.FlagTLSKey)
+	f.StringVar(&c.TLSKey, cli.FlagTLSKey, "", "private key `FILE` (PEM) of the client certificate")
+	f.StringVar(&c.TLSSNI, cli.FlagTLSSNI, "", "server `NAME` sent in the TLS handshake and checked against the certificate (default: the URL's host)")
+	f.BoolVar(&c.TLSInsecure, cli.FlagTLSInsecure, false, "do not verify the server's certificate (testing only)")
 }
 
 func newRoot(stdin, stdout, stderr *os.File) *cobra.Command {
@@ -43,7 +74,13 @@ The command gets a fencing token to hand to the resources it writes to.
 
 The Redis server is taken from --redis, else $RENEWLOCK_REDIS, else
 $REDIS_URL, else redis://127.0.0.1:6379. URL forms: redis://[user:pass@]host[:port][/db],
-rediss://… (TLS), unix://[user:pass@]/path/to/socket[?db=N].`,
+rediss://… (TLS), unix://[user:pass@]/path/to/socket[?db=N].
+
+--user, --pass (or --pass-file) and the --tls-* flags override the URL, and
+so do $RENEWLOCK_USER, $RENEWLOCK_PASS and $RENEWLOCK_TLS_CACERT, _CERT,
+_KEY, _SNI, _INSECURE when the flag is not given (flag > environment > URL).
+A rediss:// URL or any TLS setting turns TLS on. Passwords on the command
+line are visible to other users (ps): use $RENEWLOCK_PASS or --pass-file.`,
 		Example: `  # Nightly backup on every host; only one runs at a time.
   renewlock run --key nightly-backup --no-wait -- /usr/local/bin/backup.sh
 
@@ -62,6 +99,7 @@ rediss://… (TLS), unix://[user:pass@]/path/to/socket[?db=N].`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.Usagef("%v", err) })
 	root.PersistentFlags().StringVar(&g.redis, "redis", "", "Redis URL (default $RENEWLOCK_REDIS, $REDIS_URL, redis://127.0.0.1:6379)")
 	root.PersistentFlags().StringVar(&g.prefix, "prefix", renewlock.DefaultKeyPrefix, "key prefix in Redis; must match the prefix of every client of the lock")
+	addConnFlags(root.PersistentFlags(), &g.conn)
 
 	root.AddCommand(runCmd(g, stdin, stdout, stderr), statusCmd(g, stdout), listCmd(g, stdout), releaseCmd(g, stdout), demoCmd(g, stdout, stderr), demoWorkerCmd(g, stdin, stdout))
 	return root
@@ -255,7 +293,11 @@ about 10 seconds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d := &cli.DemoConfig{TTL: ttl, Prefix: g.prefix, Stdout: stdout, Stderr: stderr}
-			if cmd.Flags().Changed("redis") || os.Getenv(cli.EnvRedis) != "" {
+			if !cmd.Flags().Changed("redis") && os.Getenv(cli.EnvRedis) == "" {
+				if f := connFlagGiven(cmd); f != "" {
+					return cli.Usagef("demo: %s applies to the Redis server named by --redis (or $%s); without one the demo starts its own", f, cli.EnvRedis)
+				}
+			} else {
 				t, err := g.target(cmd)
 				if err != nil {
 					return err
