@@ -12,7 +12,7 @@ import (
 	"github.com/renewlock/renewlock/internal/cli"
 )
 
-var subcommands = map[string]bool{"run": true, "status": true, "list": true, "release": true, "demo": true}
+var subcommands = map[string]bool{"run": true, "status": true, "list": true, "release": true, "watch": true, "exporter": true, "demo": true}
 
 // globals are the flags every subcommand takes.
 type globals struct {
@@ -101,7 +101,7 @@ line are visible to other users (ps): use $RENEWLOCK_PASS or --pass-file.`,
 	root.PersistentFlags().StringVar(&g.prefix, "prefix", renewlock.DefaultKeyPrefix, "key prefix in Redis; must match the prefix of every client of the lock")
 	addConnFlags(root.PersistentFlags(), &g.conn)
 
-	root.AddCommand(runCmd(g, stdin, stdout, stderr), statusCmd(g, stdout), listCmd(g, stdout), releaseCmd(g, stdout), demoCmd(g, stdout, stderr), demoWorkerCmd(g, stdin, stdout))
+	root.AddCommand(runCmd(g, stdin, stdout, stderr), statusCmd(g, stdout), listCmd(g, stdout), releaseCmd(g, stdout), watchCmd(g, stdin, stdout, stderr), demoCmd(g, stdout, stderr), demoWorkerCmd(g, stdin, stdout))
 	return root
 }
 
@@ -272,6 +272,58 @@ password), 78 rejected by Redis (e.g. a key that is not a lock).`,
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "required: confirm removing another process's lease")
 	opFlags(cmd, o)
+	return cmd
+}
+
+func watchCmd(g *globals, stdin, stdout, stderr *os.File) *cobra.Command {
+	w := &cli.WatchConfig{Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	interval := cli.Duration{D: cli.DefaultWatchInterval}
+	cmd := &cobra.Command{
+		Use:   "watch [PATTERN]",
+		Short: "A live view of the held locks, like top",
+		Long: `watch shows the held locks whose key matches the glob PATTERN (default all)
+on the terminal and refreshes the view every --interval: key, holder, fencing
+token, how long it has been held (age, by the Redis server's clock), the
+lease left (TTL) and the waiters in its queue. Longest held first; s changes
+the order (age, key, ttl, waiters), r refreshes now, q or Ctrl-C quits.
+
+For scripts: --once prints one snapshot as a table; --json prints one JSON
+object per line per held lock at every refresh (key, holder, token, ttl_ms,
+age_ms, waiters, …; with --once, one refresh). A --json stream goes on
+through Redis outages (warnings on stderr) until interrupted.
+
+Exit status: 0 (also when quit with q, Ctrl-C or SIGTERM), 64 usage error
+(also: not a terminal without --once or --json), 69 Redis unavailable at
+the start (or at the --once snapshot), 77 permission problem, 78 rejected by
+Redis.`,
+		Example: `  renewlock watch
+  renewlock watch 'deploy/*' --interval 500ms
+  renewlock watch --once
+  renewlock watch --json | jq -c 'select(.age_ms > 3600000)'`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return cli.Usagef("watch takes at most one PATTERN, got %d arguments (quote the pattern so the shell does not expand it)", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := g.target(cmd)
+			if err != nil {
+				return err
+			}
+			w.Redis, w.Prefix, w.Interval = t, g.prefix, interval.D
+			if len(args) == 1 {
+				w.Pattern = args[0]
+			}
+			return cli.Watch(context.Background(), w)
+		},
+	}
+	f := cmd.Flags()
+	f.VarP(&interval, "interval", "i", "time between refreshes (min 100ms)")
+	f.StringVar(&w.Sort, "sort", cli.WatchSorts[0], "order: age (longest held first), key, ttl (least left first) or waiters (most first)")
+	f.BoolVar(&w.Once, "once", false, "print one snapshot and exit")
+	f.BoolVar(&w.JSON, "json", false, "print one JSON object per line per held lock per refresh")
+	f.DurationVar(&w.Timeout, "timeout", cli.DefaultOpTimeout, "give up on one refresh after this long")
 	return cmd
 }
 

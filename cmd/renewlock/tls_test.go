@@ -179,7 +179,7 @@ func TestTLSBadFiles(t *testing.T) {
 			if !strings.Contains(strings.Join(args, " "), "--redis") {
 				args = append(args, "--redis", url)
 			}
-			for _, sub := range [][]string{{"status", "k"}, {"list"}, {"run", "-k", "k", "--", "true"}} {
+			for _, sub := range [][]string{{"status", "k"}, {"list"}, {"run", "-k", "k", "--", "true"}, {"watch", "--once"}} {
 				// The connection flags go first: after run's COMMAND they would be its.
 				full := append(append([]string{sub[0]}, args...), sub[1:]...)
 				checkExit(t, tc.environ, 64, tc.want, full...)
@@ -252,7 +252,7 @@ func TestTLSUserAndPassword(t *testing.T) {
 		checkExit(t, base, 64, []string{"--pass-file /nonexistent/pw", "no such file"}, "list", "--pass-file", "/nonexistent/pw")
 	})
 	t.Run("help", func(t *testing.T) {
-		for _, sub := range []string{"run", "status", "list", "release"} {
+		for _, sub := range []string{"run", "status", "list", "release", "watch"} {
 			code, out, errOut := runTool(t, env(nil, "RENEWLOCK_PASS="+secret), sub, "--pass", secret, "--help")
 			if code != 0 || strings.Contains(out+errOut, secret) || !strings.Contains(out, "--tls-cacert") || !strings.Contains(out, "--pass-file") {
 				t.Fatalf("%s --help: exit %d, shows the password or lacks the TLS flags:\n%s%s", sub, code, out, errOut)
