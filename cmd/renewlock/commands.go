@@ -101,7 +101,7 @@ line are visible to other users (ps): use $RENEWLOCK_PASS or --pass-file.`,
 	root.PersistentFlags().StringVar(&g.prefix, "prefix", renewlock.DefaultKeyPrefix, "key prefix in Redis; must match the prefix of every client of the lock")
 	addConnFlags(root.PersistentFlags(), &g.conn)
 
-	root.AddCommand(runCmd(g, stdin, stdout, stderr), statusCmd(g, stdout), listCmd(g, stdout), releaseCmd(g, stdout), watchCmd(g, stdin, stdout, stderr), demoCmd(g, stdout, stderr), demoWorkerCmd(g, stdin, stdout))
+	root.AddCommand(runCmd(g, stdin, stdout, stderr), statusCmd(g, stdout), listCmd(g, stdout), releaseCmd(g, stdout), watchCmd(g, stdin, stdout, stderr), exporterCmd(g, stderr), demoCmd(g, stdout, stderr), demoWorkerCmd(g, stdin, stdout))
 	return root
 }
 
@@ -324,6 +324,63 @@ Redis.`,
 	f.BoolVar(&w.Once, "once", false, "print one snapshot and exit")
 	f.BoolVar(&w.JSON, "json", false, "print one JSON object per line per held lock per refresh")
 	f.DurationVar(&w.Timeout, "timeout", cli.DefaultOpTimeout, "give up on one refresh after this long")
+	return cmd
+}
+
+func exporterCmd(g *globals, stderr *os.File) *cobra.Command {
+	e := &cli.ExporterConfig{Stderr: stderr}
+	cmd := &cobra.Command{
+		Use:   "exporter --listen ADDR [PATTERN]",
+		Short: "Serve Prometheus metrics about the held locks",
+		Long: `exporter serves /metrics in the Prometheus text format on --listen. Every
+scrape reads the held locks whose key matches the glob PATTERN (default all)
+from Redis (SCAN, as list does) and reports:
+
+  renewlock_up                        1 if reading Redis worked, else 0
+  renewlock_scrape_errors_total{kind} failed reads: unavailable, permission, rejected
+  renewlock_scrape_duration_seconds   how long the read took
+  renewlock_held_locks                held locks
+  renewlock_waiters                   places in their queues, added up
+  renewlock_max_waiters               the longest queue
+  renewlock_oldest_holder_age_seconds how long the longest-held lock has been held
+
+These have no per-key labels, so the number of series stays fixed whatever
+the keys. --per-key N adds renewlock_lock_age_seconds, renewlock_lock_ttl_seconds
+and renewlock_lock_waiters with a key label for the N longest-held locks (and
+renewlock_per_key_omitted_locks): keep N small.
+
+Redis unreachable at the start or later is reported as renewlock_up 0, not an
+exit. SIGINT or SIGTERM stop it gracefully. Exit status: 0 stopped by a
+signal, 64 usage error, 69 cannot listen on ADDR, 77 permission problem
+at the start (ACL denial, wrong password), 78 rejected by Redis.`,
+		Example: `  renewlock exporter --listen :9721
+  renewlock exporter --listen 127.0.0.1:9721 'jobs/*' --per-key 20
+
+  # Prometheus alert: a lock held for more than 3 hours
+  renewlock_oldest_holder_age_seconds > 3 * 3600`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return cli.Usagef("exporter takes at most one PATTERN, got %d arguments (quote the pattern so the shell does not expand it)", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := g.target(cmd)
+			if err != nil {
+				return err
+			}
+			e.Redis, e.Prefix = t, g.prefix
+			if len(args) == 1 {
+				e.Pattern = args[0]
+			}
+			return cli.Exporter(context.Background(), e)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&e.Listen, "listen", "", "`ADDR` to serve on, HOST:PORT or :PORT (required; port 0 picks a free one)")
+	f.StringVar(&e.Path, "path", cli.DefaultMetricsPath, "HTTP path of the metrics")
+	f.IntVar(&e.PerKey, "per-key", 0, "also export series with a key label for the `N` longest-held locks (0: none)")
+	f.DurationVar(&e.Timeout, "timeout", cli.DefaultExporterTimeout, "give up on Redis after this long at a scrape")
 	return cmd
 }
 

@@ -140,6 +140,14 @@ func TestTLSMutual(t *testing.T) {
 		t.Fatalf("status over mutual TLS: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 
+	// watch and the exporter over mutual TLS too.
+	if code, out, errOut := runTool(t, env(nil), append([]string{"watch", "--once"}, mtls...)...); code != 0 || !strings.Contains(out, "no locks held") {
+		t.Fatalf("watch --once over mutual TLS: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if up := gauge(startExporter(t, env(nil), mtls...).scrape(t), "renewlock_up"); up != 1 {
+		t.Fatalf("exporter over mutual TLS: renewlock_up %v", up)
+	}
+
 	checkExit(t, env(nil), 69, []string{"TLS certificate problem", "requires a client certificate", "--tls-cert"},
 		"status", "k", "--redis", srv.TLSURL(), "--tls-cacert", f.CACert)
 	checkExit(t, env(nil), 69, []string{"TLS certificate problem", "does not accept the client certificate --tls-cert " + f.OtherClientCert},
@@ -179,7 +187,7 @@ func TestTLSBadFiles(t *testing.T) {
 			if !strings.Contains(strings.Join(args, " "), "--redis") {
 				args = append(args, "--redis", url)
 			}
-			for _, sub := range [][]string{{"status", "k"}, {"list"}, {"run", "-k", "k", "--", "true"}, {"watch", "--once"}} {
+			for _, sub := range [][]string{{"status", "k"}, {"list"}, {"run", "-k", "k", "--", "true"}, {"watch", "--once"}, {"exporter", "--listen", "127.0.0.1:0"}} {
 				// The connection flags go first: after run's COMMAND they would be its.
 				full := append(append([]string{sub[0]}, args...), sub[1:]...)
 				checkExit(t, tc.environ, 64, tc.want, full...)
@@ -252,7 +260,7 @@ func TestTLSUserAndPassword(t *testing.T) {
 		checkExit(t, base, 64, []string{"--pass-file /nonexistent/pw", "no such file"}, "list", "--pass-file", "/nonexistent/pw")
 	})
 	t.Run("help", func(t *testing.T) {
-		for _, sub := range []string{"run", "status", "list", "release", "watch"} {
+		for _, sub := range []string{"run", "status", "list", "release", "watch", "exporter"} {
 			code, out, errOut := runTool(t, env(nil, "RENEWLOCK_PASS="+secret), sub, "--pass", secret, "--help")
 			if code != 0 || strings.Contains(out+errOut, secret) || !strings.Contains(out, "--tls-cacert") || !strings.Contains(out, "--pass-file") {
 				t.Fatalf("%s --help: exit %d, shows the password or lacks the TLS flags:\n%s%s", sub, code, out, errOut)
