@@ -6,29 +6,60 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/renewlock/renewlock"
 	"github.com/renewlock/renewlock/internal/cli"
 )
 
-var subcommands = map[string]bool{"run": true, "status": true, "list": true, "release": true, "demo": true}
+var subcommands = map[string]bool{"run": true, "status": true, "list": true, "release": true, "watch": true, "exporter": true, "demo": true}
 
 // globals are the flags every subcommand takes.
 type globals struct {
 	redis  string
 	prefix string
+	conn   cli.ConnFlags
 }
 
-// target resolves the Redis URL from --redis and the environment.
+// target resolves the Redis URL, the user, password and TLS settings from
+// the flags and the environment.
 func (g *globals) target(cmd *cobra.Command) (cli.RedisTarget, error) {
 	t, err := cli.ResolveRedis(g.redis, cmd.Flags().Changed("redis"), os.Getenv)
 	if err != nil {
 		return t, err
 	}
-	if _, err := t.Options(); err != nil { // a bad URL is a usage error before any work
+	g.conn.Changed = cmd.Flags().Changed
+	if t.Conn, err = cli.ResolveConn(g.conn, os.Getenv); err != nil {
+		return t, err
+	}
+	// A bad URL or certificate file is a usage error before any work.
+	if _, err := t.Options(); err != nil {
 		return t, err
 	}
 	return t, nil
+}
+
+// connFlagGiven returns the first user, password or TLS flag given on the
+// command line, or "".
+func connFlagGiven(cmd *cobra.Command) string {
+	for _, name := range []string{cli.FlagUser, cli.FlagPass, cli.FlagPassFile, cli.FlagTLSCACert, cli.FlagTLSCert, cli.FlagTLSKey, cli.FlagTLSSNI, cli.FlagTLSInsecure} {
+		if cmd.Flags().Changed(name) {
+			return "--" + name
+		}
+	}
+	return ""
+}
+
+// addConnFlags adds the user, password and TLS flags, like redis-cli's.
+func addConnFlags(f *pflag.FlagSet, c *cli.ConnFlags) {
+	f.StringVar(&c.User, cli.FlagUser, "", "Redis ACL `USER` (default $"+cli.EnvUser+", else the URL's)")
+	f.StringVar(&c.Pass, cli.FlagPass, "", "Redis `PASSWORD`; other users can see it in ps: prefer $"+cli.EnvPass+" or --"+cli.FlagPassFile)
+	f.StringVar(&c.PassFile, cli.FlagPassFile, "", "read the Redis password from the first line of `FILE`")
+	f.StringVar(&c.TLSCACert, cli.FlagTLSCACert, "", "verify the server's certificate with the CA certificates in `FILE` (PEM) instead of the system's; turns TLS on")
+	f.StringVar(&c.TLSCert, cli.FlagTLSCert, "", "client certificate `FILE` (PEM) for mutual TLS; with --"+cli.FlagTLSKey)
+	f.StringVar(&c.TLSKey, cli.FlagTLSKey, "", "private key `FILE` (PEM) of the client certificate")
+	f.StringVar(&c.TLSSNI, cli.FlagTLSSNI, "", "server `NAME` sent in the TLS handshake and checked against the certificate (default: the URL's host)")
+	f.BoolVar(&c.TLSInsecure, cli.FlagTLSInsecure, false, "do not verify the server's certificate (testing only)")
 }
 
 func newRoot(stdin, stdout, stderr *os.File) *cobra.Command {
@@ -43,7 +74,13 @@ The command gets a fencing token to hand to the resources it writes to.
 
 The Redis server is taken from --redis, else $RENEWLOCK_REDIS, else
 $REDIS_URL, else redis://127.0.0.1:6379. URL forms: redis://[user:pass@]host[:port][/db],
-rediss://… (TLS), unix://[user:pass@]/path/to/socket[?db=N].`,
+rediss://… (TLS), unix://[user:pass@]/path/to/socket[?db=N].
+
+--user, --pass (or --pass-file) and the --tls-* flags override the URL, and
+so do $RENEWLOCK_USER, $RENEWLOCK_PASS and $RENEWLOCK_TLS_CACERT, _CERT,
+_KEY, _SNI, _INSECURE when the flag is not given (flag > environment > URL).
+A rediss:// URL or any TLS setting turns TLS on. Passwords on the command
+line are visible to other users (ps): use $RENEWLOCK_PASS or --pass-file.`,
 		Example: `  # Nightly backup on every host; only one runs at a time.
   renewlock run --key nightly-backup --no-wait -- /usr/local/bin/backup.sh
 
@@ -62,8 +99,9 @@ rediss://… (TLS), unix://[user:pass@]/path/to/socket[?db=N].`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.Usagef("%v", err) })
 	root.PersistentFlags().StringVar(&g.redis, "redis", "", "Redis URL (default $RENEWLOCK_REDIS, $REDIS_URL, redis://127.0.0.1:6379)")
 	root.PersistentFlags().StringVar(&g.prefix, "prefix", renewlock.DefaultKeyPrefix, "key prefix in Redis; must match the prefix of every client of the lock")
+	addConnFlags(root.PersistentFlags(), &g.conn)
 
-	root.AddCommand(runCmd(g, stdin, stdout, stderr), statusCmd(g, stdout), listCmd(g, stdout), releaseCmd(g, stdout), demoCmd(g, stdout, stderr), demoWorkerCmd(g, stdin, stdout))
+	root.AddCommand(runCmd(g, stdin, stdout, stderr), statusCmd(g, stdout), listCmd(g, stdout), releaseCmd(g, stdout), watchCmd(g, stdin, stdout, stderr), exporterCmd(g, stderr), demoCmd(g, stdout, stderr), demoWorkerCmd(g, stdin, stdout))
 	return root
 }
 
@@ -237,6 +275,115 @@ password), 78 rejected by Redis (e.g. a key that is not a lock).`,
 	return cmd
 }
 
+func watchCmd(g *globals, stdin, stdout, stderr *os.File) *cobra.Command {
+	w := &cli.WatchConfig{Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	interval := cli.Duration{D: cli.DefaultWatchInterval}
+	cmd := &cobra.Command{
+		Use:   "watch [PATTERN]",
+		Short: "A live view of the held locks, like top",
+		Long: `watch shows the held locks whose key matches the glob PATTERN (default all)
+on the terminal and refreshes the view every --interval: key, holder, fencing
+token, how long it has been held (age, by the Redis server's clock), the
+lease left (TTL) and the waiters in its queue. Longest held first; s changes
+the order (age, key, ttl, waiters), r refreshes now, q or Ctrl-C quits.
+
+For scripts: --once prints one snapshot as a table; --json prints one JSON
+object per line per held lock at every refresh (key, holder, token, ttl_ms,
+age_ms, waiters, …; with --once, one refresh). A --json stream goes on
+through Redis outages (warnings on stderr) until interrupted.
+
+Exit status: 0 (also when quit with q, Ctrl-C or SIGTERM), 64 usage error
+(also: not a terminal without --once or --json), 69 Redis unavailable at
+the start (or at the --once snapshot), 77 permission problem, 78 rejected by
+Redis.`,
+		Example: `  renewlock watch
+  renewlock watch 'deploy/*' --interval 500ms
+  renewlock watch --once
+  renewlock watch --json | jq -c 'select(.age_ms > 3600000)'`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return cli.Usagef("watch takes at most one PATTERN, got %d arguments (quote the pattern so the shell does not expand it)", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := g.target(cmd)
+			if err != nil {
+				return err
+			}
+			w.Redis, w.Prefix, w.Interval = t, g.prefix, interval.D
+			if len(args) == 1 {
+				w.Pattern = args[0]
+			}
+			return cli.Watch(context.Background(), w)
+		},
+	}
+	f := cmd.Flags()
+	f.VarP(&interval, "interval", "i", "time between refreshes (min 100ms)")
+	f.StringVar(&w.Sort, "sort", cli.WatchSorts[0], "order: age (longest held first), key, ttl (least left first) or waiters (most first)")
+	f.BoolVar(&w.Once, "once", false, "print one snapshot and exit")
+	f.BoolVar(&w.JSON, "json", false, "print one JSON object per line per held lock per refresh")
+	f.DurationVar(&w.Timeout, "timeout", cli.DefaultOpTimeout, "give up on one refresh after this long")
+	return cmd
+}
+
+func exporterCmd(g *globals, stderr *os.File) *cobra.Command {
+	e := &cli.ExporterConfig{Stderr: stderr}
+	cmd := &cobra.Command{
+		Use:   "exporter --listen ADDR [PATTERN]",
+		Short: "Serve Prometheus metrics about the held locks",
+		Long: `exporter serves /metrics in the Prometheus text format on --listen. Every
+scrape reads the held locks whose key matches the glob PATTERN (default all)
+from Redis (SCAN, as list does) and reports:
+
+  renewlock_up                        1 if reading Redis worked, else 0
+  renewlock_scrape_errors_total{kind} failed reads: unavailable, permission, rejected
+  renewlock_scrape_duration_seconds   how long the read took
+  renewlock_held_locks                held locks
+  renewlock_waiters                   places in their queues, added up
+  renewlock_max_waiters               the longest queue
+  renewlock_oldest_holder_age_seconds how long the longest-held lock has been held
+
+These have no per-key labels, so the number of series stays fixed whatever
+the keys. --per-key N adds renewlock_lock_age_seconds, renewlock_lock_ttl_seconds
+and renewlock_lock_waiters with a key label for the N longest-held locks (and
+renewlock_per_key_omitted_locks): keep N small.
+
+Redis unreachable at the start or later is reported as renewlock_up 0, not an
+exit. SIGINT or SIGTERM stop it gracefully. Exit status: 0 stopped by a
+signal, 64 usage error, 69 cannot listen on ADDR, 77 permission problem
+at the start (ACL denial, wrong password), 78 rejected by Redis.`,
+		Example: `  renewlock exporter --listen :9721
+  renewlock exporter --listen 127.0.0.1:9721 'jobs/*' --per-key 20
+
+  # Prometheus alert: a lock held for more than 3 hours
+  renewlock_oldest_holder_age_seconds > 3 * 3600`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return cli.Usagef("exporter takes at most one PATTERN, got %d arguments (quote the pattern so the shell does not expand it)", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := g.target(cmd)
+			if err != nil {
+				return err
+			}
+			e.Redis, e.Prefix = t, g.prefix
+			if len(args) == 1 {
+				e.Pattern = args[0]
+			}
+			return cli.Exporter(context.Background(), e)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&e.Listen, "listen", "", "`ADDR` to serve on, HOST:PORT or :PORT (required; port 0 picks a free one)")
+	f.StringVar(&e.Path, "path", cli.DefaultMetricsPath, "HTTP path of the metrics")
+	f.IntVar(&e.PerKey, "per-key", 0, "also export series with a key label for the `N` longest-held locks (0: none)")
+	f.DurationVar(&e.Timeout, "timeout", cli.DefaultExporterTimeout, "give up on Redis after this long at a scrape")
+	return cmd
+}
+
 func demoCmd(g *globals, stdout, stderr *os.File) *cobra.Command {
 	var ttl time.Duration
 	cmd := &cobra.Command{
@@ -255,7 +402,11 @@ about 10 seconds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d := &cli.DemoConfig{TTL: ttl, Prefix: g.prefix, Stdout: stdout, Stderr: stderr}
-			if cmd.Flags().Changed("redis") || os.Getenv(cli.EnvRedis) != "" {
+			if !cmd.Flags().Changed("redis") && os.Getenv(cli.EnvRedis) == "" {
+				if f := connFlagGiven(cmd); f != "" {
+					return cli.Usagef("demo: %s applies to the Redis server named by --redis (or $%s); without one the demo starts its own", f, cli.EnvRedis)
+				}
+			} else {
 				t, err := g.target(cmd)
 				if err != nil {
 					return err

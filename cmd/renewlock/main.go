@@ -6,6 +6,8 @@
 //	renewlock status nightly-backup
 //	renewlock list 'jobs/*'
 //	renewlock release --force nightly-backup
+//	renewlock watch 'jobs/*'
+//	renewlock exporter --listen :9721
 //	renewlock demo
 package main
 

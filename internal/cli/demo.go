@@ -36,7 +36,7 @@ type DemoConfig struct {
 type demo struct {
 	cfg      *DemoConfig
 	ttl      time.Duration
-	url      string
+	target   RedisTarget
 	rdb      *redis.Client
 	key      string // the lock's key
 	register string // the fenced register's Redis key
@@ -72,7 +72,7 @@ func Demo(ctx context.Context, cfg *DemoConfig) (err error) {
 	d := &demo{cfg: cfg, ttl: ttl}
 	backend := ""
 	if cfg.Redis != nil {
-		d.url = cfg.Redis.URL
+		d.target = *cfg.Redis
 		backend = fmt.Sprintf("%s (from %s)", cfg.Redis.Redacted(), cfg.Redis.Source)
 	} else {
 		srv, err := startDemoServer(ctx, cfg.Stderr)
@@ -80,12 +80,9 @@ func Demo(ctx context.Context, cfg *DemoConfig) (err error) {
 			return exitf(ExitSoftware, "demo: %v", err)
 		}
 		defer srv.stop()
-		d.url, backend = srv.URL, srv.Desc
+		d.target, backend = RedisTarget{URL: srv.URL, Source: "demo"}, srv.Desc
 	}
-	target := RedisTarget{URL: d.url, Source: "demo"}
-	if cfg.Redis != nil {
-		target = *cfg.Redis
-	}
+	target := d.target
 	rdb, err := NewRedisClient(target)
 	if err != nil {
 		return err
@@ -145,9 +142,11 @@ func (d *demo) section(title string) {
 // spawn starts a worker process.
 func (d *demo) spawn(name string) (*demoWorker, error) {
 	cmd := exec.Command(d.cfg.Self, DemoWorkerCommand,
-		"--redis", d.url, "--prefix", d.cfg.Prefix, "--name", name,
+		"--prefix", d.cfg.Prefix, "--name", name,
 		"--key", d.key, "--register", d.register, "--ttl", d.ttl.String())
-	cmd.Env = append(os.Environ(), EnvRedis+"=") // the URL is on the command line
+	// The URL, user, password and TLS settings go in the environment, so
+	// that no password shows on a command line (ps).
+	cmd.Env = append(os.Environ(), d.target.Environ()...)
 	cmd.Stderr = d.cfg.Stderr
 	configureChild(cmd, true) // a worker dies with the demo
 	stdin, err := cmd.StdinPipe()

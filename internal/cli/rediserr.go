@@ -1,9 +1,13 @@
 package cli
 
 import (
+	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"syscall"
 
 	"github.com/redis/go-redis/v9"
 
@@ -47,13 +51,10 @@ func isPermission(err error) bool {
 // ExitUnavailable for the rest (unreachable, timeouts, transient replies).
 // Messages never show the password.
 func redisFailure(what string, target RedisTarget, err error) error {
-	where := fmt.Sprintf("Redis at %s (from %s)", target.Redacted(), target.Source)
+	where := target.describe()
 	switch {
 	case isPermission(err):
-		user := "default"
-		if o, oerr := target.Options(); oerr == nil && o.Username != "" {
-			user = o.Username
-		}
+		user := target.user()
 		reply := redactErr(err, target)
 		var re redis.Error
 		if errors.As(err, &re) {
@@ -61,7 +62,7 @@ func redisFailure(what string, target RedisTarget, err error) error {
 		}
 		hint := leastPrivilege
 		if isAuthFailure(err) {
-			hint = "Check the user name and password in the URL. " + hint
+			hint = "Check the user name and password (the URL, --user, --pass/--pass-file, $RENEWLOCK_USER, $RENEWLOCK_PASS). " + hint
 		}
 		return exitf(ExitNoPerm, "%s: permission problem: %s refused user %q: %s. %s",
 			what, where, user, strings.TrimRight(reply, ". "), hint)
@@ -73,13 +74,67 @@ func redisFailure(what string, target RedisTarget, err error) error {
 		}
 		return exitf(ExitConfig, "%s: rejected by %s, and retrying cannot fix it: %s", what, where, redactMsg(msg, target))
 	}
-	return exitf(ExitUnavailable, "%s: %s is unavailable: %s", what, where, redactErr(err, target))
+	if msg, ok := tlsProblem(err, target); ok {
+		return exitf(ExitUnavailable, "%s: %s: TLS %s", what, where, redactMsg(msg, target))
+	}
+	return exitf(ExitUnavailable, "%s: %s is unavailable: %s%s", what, where, redactErr(err, target), connectHint(err, target))
 }
 
 // redactMsg hides the target's password in msg.
 func redactMsg(msg string, target RedisTarget) string {
-	if pw := urlPassword(target.URL); pw != "" {
+	for _, pw := range target.secrets() {
 		msg = strings.ReplaceAll(msg, pw, "xxxxx")
 	}
 	return msg
+}
+
+// tlsProblem explains a failed TLS handshake: a server certificate that
+// does not verify, a server that refused the client's certificate (or its
+// absence), or a port that does not speak TLS. ok is false for other
+// errors.
+func tlsProblem(err error, target RedisTarget) (msg string, ok bool) {
+	c := target.Conn
+	trusted := "a CA of the system's certificate store (give the CA that signed it with --tls-cacert FILE)"
+	if c.TLSCACert.IsSet() {
+		trusted = fmt.Sprintf("the CA in %s %s", c.TLSCACert.Source, c.TLSCACert.Value)
+	}
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &unknownCA):
+		return fmt.Sprintf("certificate problem: the server's certificate is not signed by %s: %v", trusted, err), true
+	case errors.As(err, &hostname):
+		return fmt.Sprintf("certificate problem: the server's certificate is not valid for the name %q (%v); connect by a name the certificate lists, or name one with --tls-sni", hostname.Host, err), true
+	case errors.As(err, &invalid):
+		return fmt.Sprintf("certificate problem: the server's certificate is invalid: %v", err), true
+	}
+	text := err.Error()
+	switch {
+	case strings.Contains(text, "remote error: tls:"):
+		if !c.TLSCert.IsSet() {
+			return fmt.Sprintf("certificate problem: the server refused the handshake (%v); it probably requires a client certificate (tls-auth-clients yes): give --tls-cert and --tls-key", err), true
+		}
+		return fmt.Sprintf("certificate problem: the server refused the handshake (%v); it does not accept the client certificate %s %s (is it signed by the CA the server trusts, tls-ca-cert-file?)", err, c.TLSCert.Source, c.TLSCert.Value), true
+	case strings.Contains(text, "first record does not look like a TLS handshake"):
+		return fmt.Sprintf("problem: the server does not speak TLS on this port (%v); use a redis:// URL without --tls-* settings, or the server's tls-port", err), true
+	case strings.HasPrefix(text, "tls: "):
+		return fmt.Sprintf("problem: %v", err), true
+	}
+	return "", false
+}
+
+// connectHint suggests the other protocol when a connection failed the way
+// a port of the other kind fails it: a TLS-only port closes a plain
+// connection at once, and a plain port never answers a TLS handshake.
+func connectHint(err error, target RedisTarget) string {
+	switch {
+	case target.tlsOn() && errors.Is(err, context.DeadlineExceeded):
+		return " (with TLS on; a port that does not speak TLS never answers the handshake: is this the server's tls-port?)"
+	case !target.tlsOn() && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)):
+		return " (if this port only speaks TLS, use a rediss:// URL or --tls-cacert)"
+	}
+	return ""
 }

@@ -23,6 +23,9 @@ const (
 type RedisTarget struct {
 	URL    string // as given; may hold a password: print Redacted instead
 	Source string // "--redis", "$RENEWLOCK_REDIS", "$REDIS_URL" or "default"
+	// Conn holds the user, password and TLS settings given by flags or
+	// the environment, which override the URL's.
+	Conn ConnSettings
 }
 
 // Redacted returns the URL with any password replaced by "xxxxx".
@@ -49,8 +52,9 @@ func ResolveRedis(flag string, flagSet bool, getenv func(string) string) (RedisT
 // Options parses the URL into go-redis options. It accepts redis://,
 // rediss:// (TLS), unix:// and the forms go-redis supports: user and
 // password (ACL), a database number as the path (or ?db=N), and query
-// options such as dial_timeout. A bad URL is a usage error that names the
-// URL with its password hidden.
+// options such as dial_timeout. The settings in t.Conn override the URL's
+// (see applyConn). A bad URL, or a certificate file that cannot be used, is
+// a usage error that names the URL (with its password hidden) or the file.
 func (t RedisTarget) Options() (*redis.Options, error) {
 	opts, err := redis.ParseURL(t.URL)
 	if err != nil {
@@ -66,6 +70,9 @@ func (t RedisTarget) Options() (*redis.Options, error) {
 		}
 		return nil, Usagef("bad Redis URL %s (from %s): %s; want redis://[user:password@]host[:port][/db], rediss://… or unix://[user:password@]/path/to/socket",
 			quoteURL(t.Redacted()), t.Source, msg)
+	}
+	if err := t.applyConn(opts); err != nil {
+		return nil, err
 	}
 	return opts, nil
 }
