@@ -75,7 +75,7 @@ func TestLead(t *testing.T) {
 	// The leader shuts down: the next in line leads well within a TTL.
 	stopped := time.Now()
 	cancels[ts[0].replica]()
-	ts = waitFor("a second leader", func(ts []term) bool { return len(ts) == 2 })
+	waitFor("a second leader", func(ts []term) bool { return len(ts) == 2 })
 	if d := time.Since(stopped); d > 500*time.Millisecond {
 		t.Errorf("hand-over took %v", d)
 	}

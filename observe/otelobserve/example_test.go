@@ -51,7 +51,7 @@ func Example() {
 		line := s.Name()
 		for _, a := range s.Attributes() {
 			if a.Key == "renewlock.key" || a.Key == "renewlock.outcome" {
-				line += fmt.Sprintf(" %s=%s", a.Key, a.Value.Emit())
+				line += fmt.Sprintf(" %s=%s", a.Key, a.Value.String())
 			}
 		}
 		if s.Parent().SpanID() == job.SpanContext().SpanID() {

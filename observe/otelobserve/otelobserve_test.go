@@ -68,7 +68,7 @@ func pointID(name string, set attribute.Set) string {
 	var kv []string
 	for it := set.Iter(); it.Next(); {
 		a := it.Attribute()
-		kv = append(kv, fmt.Sprintf("%s=%s", a.Key, a.Value.Emit()))
+		kv = append(kv, fmt.Sprintf("%s=%s", a.Key, a.Value.String()))
 	}
 	if len(kv) == 0 {
 		return name

@@ -39,6 +39,9 @@
 // deadline, rejected when Redis refused a renewal for good (an ACL change).
 // Locks that Client.Close releases are not counted as releases.
 //
+// The histograms' buckets span 0.5 ms to 5 min for acquisitions, 0.1 ms to
+// 2.5 s for renewal round trips, and 10 ms to a day for hold times.
+//
 // Lock names are usually unbounded, so no metric has a key label unless
 // WithKeyLabel asks for one, for a fixed list of keys.
 //
@@ -57,16 +60,15 @@ import (
 	"github.com/renewlock/renewlock/observe/internal/tracked"
 )
 
-// Default histogram buckets, in seconds.
+// Histogram buckets, in seconds.
 var (
-	// AcquireBuckets spans an uncontended acquisition (one round trip,
-	// well under a millisecond on a LAN) to minutes of waiting.
-	AcquireBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
-	// RTTBuckets spans a loopback round trip to a Redis that is about to
-	// cost a lease (a renewal slower than the renew interval).
-	RTTBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
-	// HeldBuckets spans a lock held for milliseconds to a day.
-	HeldBuckets = []float64{.01, .1, 1, 10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600}
+	// From an uncontended acquisition (one round trip, well under a
+	// millisecond on a LAN) to minutes of waiting.
+	acquireBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
+	// From a loopback round trip to a Redis slow enough to cost leases.
+	rttBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+	// From a lock held for milliseconds to a day.
+	heldBuckets = []float64{.01, .1, 1, 10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600}
 )
 
 // otherKey is the key label value of every key not in WithKeyLabel's list.
@@ -145,7 +147,7 @@ func New(opts ...Option) *Metrics {
 	m.acquireDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "renewlock_acquire_duration_seconds",
 		Help:    "Time an acquisition (Acquire, TryAcquire, Do) took, waiting in the lock's queue included, by outcome.",
-		Buckets: AcquireBuckets,
+		Buckets: acquireBuckets,
 	}, labels("outcome", "queued"))
 	m.acquisitions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "renewlock_acquisitions_total",
@@ -154,7 +156,7 @@ func New(opts ...Option) *Metrics {
 	m.renewalRTT = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "renewlock_renewal_rtt_seconds",
 		Help:    "Round-trip time of each renewal batch: one per renew tick, renewing every due lease of the Client in one pipeline.",
-		Buckets: RTTBuckets,
+		Buckets: rttBuckets,
 	})
 	m.renewals = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "renewlock_renewals_total",
@@ -175,7 +177,7 @@ func New(opts ...Option) *Metrics {
 	m.heldDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "renewlock_held_duration_seconds",
 		Help:    "Time from an acquisition to the end of its Release.",
-		Buckets: HeldBuckets,
+		Buckets: heldBuckets,
 	}, labels())
 	m.heldLocks = prometheus.NewDesc("renewlock_held_locks",
 		"Locks held by the tracked Clients (a Release under way included).", nil, nil)
