@@ -33,8 +33,11 @@ func TestRunOnce(t *testing.T) {
 			ranOn <- ran
 		})
 	}
-	// A late host: the job is done, but the lock is still held.
-	time.Sleep(100 * time.Millisecond)
+	// A late host: the job has run, but the lock is still held.
+	for runs.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // the job is done
 	late := newClient(t)
 	if ran, err := cookbook.RunOnce(ctx, late, t.Name(), minHold, job); ran || err != nil {
 		t.Errorf("late host: ran %v, %v", ran, err)
