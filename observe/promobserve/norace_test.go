@@ -1,0 +1,5 @@
+//go:build !race
+
+package promobserve_test
+
+const raceEnabled = false
