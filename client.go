@@ -138,22 +138,22 @@ func (c *Client) take(ctx context.Context, kind *lockKind, key string, opts []Op
 	if blocking {
 		run = c.wait
 	}
-	if o := cfg.observer; o != nil && o.Acquired != nil {
+	if o := cfg.observer; o != nil {
 		start := time.Now()
 		l, err := run(ctx, le)
-		o.Acquired(acquireEvent(ctx, key, start, l, err, le.joined))
+		ev := AcquireEvent{Ctx: ctx, Key: key, Start: start, Duration: time.Since(start), Queued: le.joined, Err: err}
+		if l != nil {
+			ev.Token = l.token
+			l.mu.Lock()
+			l.acquired = start.Add(ev.Duration)
+			l.mu.Unlock()
+		}
+		if o.Acquired != nil {
+			o.Acquired(ev)
+		}
 		return l, err
 	}
 	return run(ctx, le)
-}
-
-func acquireEvent(ctx context.Context, key string, start time.Time, l *Lock, err error, queued bool) AcquireEvent {
-	ev := AcquireEvent{Ctx: ctx, Key: key, Start: start, Duration: time.Since(start), Queued: queued, Err: err}
-	if l != nil {
-		ev.Token = l.token
-		l.acquired = start.Add(ev.Duration)
-	}
-	return ev
 }
 
 // tryAcquire makes one attempt for le, never queueing.
@@ -270,12 +270,14 @@ func (c *Client) Close() error {
 		// that lands after the release finds the key not ours.
 		var err error
 		relErr := make(chan error, 1)
+		relStart := time.Now()
 		if waitUntil(deadline, func() { relErr <- c.releaseAll(held, waiting, deadline) }) {
 			err = <-relErr
 		} else {
 			err = fmt.Errorf("renewlock: close: releasing %d locks: Redis did not answer within %v; they expire after their TTL",
 				len(held), closeTimeout)
 		}
+		observeClose(held, relStart, err)
 		var stuck []string
 		if !waitUntil(deadline, c.eng.stopLoop) {
 			stuck = append(stuck, "renewals")
@@ -345,6 +347,21 @@ func (c *Client) releaseAll(held, waiting []*lease, deadline time.Time) error {
 		l.mu.Unlock()
 	}
 	return nil
+}
+
+// observeClose tells each held lock's Observer that Close released it.
+func observeClose(held []*lease, start time.Time, err error) {
+	for _, le := range held {
+		if o := le.cfg.observer; o != nil && o.Released != nil {
+			l := le.lock
+			ev := ReleaseEvent{Ctx: context.Background(), Key: l.key, Token: l.token, Start: start,
+				Duration: time.Since(start), ByClose: true, Err: err}
+			if at := l.acquiredAt(); !at.IsZero() {
+				ev.Held = start.Sub(at)
+			}
+			o.Released(ev)
+		}
+	}
 }
 
 // newOwnerID returns 128 random bits from crypto/rand, hex-encoded.

@@ -18,17 +18,16 @@ type Lock struct {
 	key   string // the user's key
 	le    *lease // its lease in the Client's engine
 	token uint64 // set once, when it is taken (before it is handed out)
-	// acquired is when Acquire returned it; set for an Observer only.
-	acquired time.Time
 
 	relMu      sync.Mutex // one Release at a time
 	mu         sync.Mutex
 	done       chan struct{}
-	err        error // why done was closed
-	lost       bool  // done was closed by a loss (err wraps ErrLeaseLost) or Close
-	notOurs    bool  // Redis told us the key is not ours: nothing to clean up
-	released   bool  // Release reached a definitive outcome
-	releaseErr error // that outcome
+	err        error     // why done was closed
+	lost       bool      // done was closed by a loss (err wraps ErrLeaseLost) or Close
+	notOurs    bool      // Redis told us the key is not ours: nothing to clean up
+	released   bool      // Release reached a definitive outcome
+	releaseErr error     // that outcome
+	acquired   time.Time // when the acquisition returned it; set for an Observer only
 	// ctx is cancelled, with err as its cause, when done is closed; made by
 	// the first call of Context.
 	ctx    context.Context
@@ -123,10 +122,21 @@ func (l *Lock) lose(cause string, notOurs bool) {
 	}
 }
 
+// acquiredAt returns when the acquisition returned l (for an Observer).
+func (l *Lock) acquiredAt() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acquired
+}
+
 // observeLoss tells the Observer, if any, of a loss.
 func (l *Lock) observeLoss(cause LossCause, err error) {
 	if o := l.le.cfg.observer; o != nil && o.Lost != nil {
-		o.Lost(LostEvent{Key: l.key, Token: l.token, Cause: cause, Err: err})
+		ev := LostEvent{Key: l.key, Token: l.token, Cause: cause, Err: err}
+		if at := l.acquiredAt(); !at.IsZero() {
+			ev.Held = time.Since(at)
+		}
+		o.Lost(ev)
 	}
 }
 
@@ -180,10 +190,12 @@ func (l *Lock) Release(ctx context.Context) error {
 		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	if o := l.le.cfg.observer; o != nil && o.Released != nil {
+		start := time.Now()
 		handedOff, err := l.release(ctx)
-		ev := ReleaseEvent{Ctx: ctx, Key: l.key, Token: l.token, HandedOff: handedOff, Err: err}
-		if !l.acquired.IsZero() {
-			ev.Held = time.Since(l.acquired)
+		ev := ReleaseEvent{Ctx: ctx, Key: l.key, Token: l.token, Start: start, Duration: time.Since(start),
+			HandedOff: handedOff, Err: err}
+		if at := l.acquiredAt(); !at.IsZero() {
+			ev.Held = start.Sub(at)
 		}
 		o.Released(ev)
 		return err

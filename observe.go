@@ -13,8 +13,10 @@ import (
 // from the caller's), so they must be quick, must not block, and must not
 // call the Client.
 type Observer struct {
-	// Acquired is called when an acquisition ends — Acquire, TryAcquire,
-	// or the one Do makes — whatever its outcome.
+	// Acquired is called when an acquisition ends — by any primitive:
+	// Acquire, TryAcquire, Do, AcquirePermit, AcquireRead, Campaign, … —
+	// whatever its outcome. Calls refused before they start (invalid
+	// arguments, a closed Client, a context already done) are not seen.
 	Acquired func(AcquireEvent)
 	// Renewed is called after each renewal round trip of the Client's
 	// loop, which renews held locks and waiters' places together.
@@ -22,8 +24,8 @@ type Observer struct {
 	// Lost is called when a held lock's lease is lost, right after Done
 	// closes with an error wrapping ErrLeaseLost.
 	Lost func(LostEvent)
-	// Released is called when a Release ends (also Do's), whatever its
-	// outcome, but not for the locks Close releases.
+	// Released is called when a Release ends (also Do's, Resign, Lead's),
+	// whatever its outcome, and for each lock Close releases (ByClose).
 	Released func(ReleaseEvent)
 }
 
@@ -52,7 +54,8 @@ type LostEvent struct {
 	Key   string
 	Token uint64
 	Cause LossCause
-	Err   error // what Lock.Err returns
+	Err   error         // what Lock.Err returns
+	Held  time.Duration // from acquisition to the loss
 }
 
 // A LossCause says why a lease was lost.
@@ -83,12 +86,15 @@ func (c LossCause) String() string {
 
 // ReleaseEvent describes one Release.
 type ReleaseEvent struct {
-	Ctx       context.Context // the caller's context, for tracing
+	Ctx       context.Context // the caller's context, for tracing (Background for Close)
 	Key       string
 	Token     uint64
+	Start     time.Time     // when the release began
+	Duration  time.Duration // how long it took
 	Held      time.Duration // from acquisition to the release
 	HandedOff bool          // the lock went straight to the next waiter
-	Err       error         // what Release returned
+	ByClose   bool          // released by Client.Close
+	Err       error         // what Release returned; for Close, its release's error
 }
 
 // WithObserver sets the Observer told of acquisitions, renewals, losses
