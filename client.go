@@ -130,7 +130,7 @@ func (c *Client) take(ctx context.Context, kind *lockKind, key string, opts []Op
 	if err != nil {
 		return nil, err
 	}
-	le := c.eng.newLease(kind, key, cfg, blocking)
+	le := c.eng.newLease(kind, key, cfg)
 	if setup != nil {
 		setup(le)
 	}
@@ -145,7 +145,7 @@ func (c *Client) take(ctx context.Context, kind *lockKind, key string, opts []Op
 		if l != nil {
 			ev.Token = l.token
 			l.mu.Lock()
-			l.acquired = start.Add(ev.Duration)
+			l.acquired = start.Add(ev.Duration).UnixNano()
 			l.mu.Unlock()
 		}
 		if o.Acquired != nil {

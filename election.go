@@ -79,8 +79,7 @@ func leaderChannel(cfg *config, name string) string { return cfg.prefix + "leade
 // be used as a mutex, semaphore or read-write lock at the same time.
 func (c *Client) Campaign(ctx context.Context, name, value string, opts ...Option) (*Leadership, error) {
 	l, err := c.take(ctx, kindElection, name, opts, true, func(le *lease) {
-		le.value = value
-		le.notify = leaderChannel(le.cfg, name)
+		le.args = &kindArgs{value: value, notify: leaderChannel(le.cfg, name)}
 	})
 	if err != nil {
 		return nil, err

@@ -47,6 +47,15 @@ type lockKind struct {
 	shared bool   // many holders, each with its own lease (shared.lua)
 }
 
+// kindArgs is what a lease of a kind other than the mutex tells its
+// scripts.
+type kindArgs struct {
+	mode   string // shared kinds: "s" a shared share (permit, read), "x" exclusive (write)
+	limit  int    // a semaphore's limit
+	value  string // an election: the candidate's value
+	notify string // an election: the channel on which changes are announced
+}
+
 var (
 	kindMutex     = &lockKind{name: "mutex"}
 	kindElection  = &lockKind{name: "election", code: "e"}
@@ -64,21 +73,18 @@ func (k *lockKind) release() *redis.Script {
 }
 
 type lease struct {
-	rkey   string    // the Redis key
-	id     string    // owner id in Redis; also the waiter's id in the queue
-	cfg    *config   // TTL, renew interval, logger
-	kind   *lockKind // what it is a lease of
-	mode   string    // shared kinds: "s" a shared share (permit, read), "x" exclusive (write)
-	limit  int       // a semaphore's limit
-	value  string    // an election: the candidate's value
-	notify string    // an election: the channel on which changes are announced
-	lock   *Lock     // the lock it is (or will be, once granted)
-	events chan waitEvent
-	joined bool // an attempt to join the queue was made (owned by the acquiring goroutine)
+	rkey   string         // the Redis key
+	id     string         // owner id in Redis; also the waiter's id in the queue
+	cfg    *config        // TTL, renew interval, logger
+	kind   *lockKind      // what it is a lease of
+	args   *kindArgs      // what the kind's scripts are told besides; nil for a mutex
+	lock   *Lock          // the lock it is (or will be, once granted)
+	events chan waitEvent // made when it joins a queue
+	joined bool           // an attempt to join the queue was made (owned by the acquiring goroutine)
 
 	// Guarded by engine.mu.
 	state     leaseState
-	token     uint64    // set when held
+	token     uint64    // set when held; while pending, a grant that overtook the attempt's reply
 	nextRenew time.Time // when the next renewal is due
 	deadline  time.Time // held: validity deadline, on the monotonic clock
 	retryAt   time.Time // after a failed renewal: not before this
@@ -87,8 +93,7 @@ type lease struct {
 	// base is when the last reply that found the waiter queued was sent. A
 	// grant lands after that reply was made, so the granted lease ends no
 	// earlier than base + TTL: the new holder's deadline counts from base.
-	base       time.Time
-	earlyToken uint64 // pending: a grant that overtook the attempt's reply
+	base time.Time
 }
 
 // A waitEvent tells a waiting Acquire what became of its place in the queue.
@@ -128,13 +133,10 @@ func newEngine(c *Client) *engine {
 }
 
 // newLease returns a lease of kind for one acquisition of key, with its
-// Lock. events is made for a blocking acquisition.
-func (e *engine) newLease(kind *lockKind, key string, cfg *config, blocking bool) *lease {
-	le := &lease{rkey: cfg.prefix + key, id: newOwnerID(), cfg: cfg, kind: kind, mode: "x"}
+// Lock.
+func (e *engine) newLease(kind *lockKind, key string, cfg *config) *lease {
+	le := &lease{rkey: cfg.prefix + key, id: newOwnerID(), cfg: cfg, kind: kind}
 	le.lock = &Lock{c: e.c, key: key, le: le, done: make(chan struct{})}
-	if blocking {
-		le.events = make(chan waitEvent, 1)
-	}
 	return le
 }
 
@@ -207,9 +209,9 @@ func (e *engine) queued(le *lease, sent time.Time, left time.Duration, first boo
 	}
 	le.state, le.base = leaseWaiting, sent
 	e.leases[le] = struct{}{}
-	if le.earlyToken != 0 {
-		token := le.earlyToken
-		le.earlyToken = 0
+	if le.token != 0 { // a grant came first
+		token := le.token
+		le.token = 0
 		e.grantLocked(le, token, false)
 		return true
 	}
@@ -262,7 +264,7 @@ func (e *engine) granted(id string, token uint64, base time.Time) {
 	}
 	switch le.state {
 	case leasePending:
-		le.earlyToken = token
+		le.token = token // kept for the attempt's reply (queued)
 	case leaseWaiting:
 		if base.After(le.base) {
 			le.base = base

@@ -22,12 +22,12 @@ type Lock struct {
 	relMu      sync.Mutex // one Release at a time
 	mu         sync.Mutex
 	done       chan struct{}
-	err        error     // why done was closed
-	lost       bool      // done was closed by a loss (err wraps ErrLeaseLost) or Close
-	notOurs    bool      // Redis told us the key is not ours: nothing to clean up
-	released   bool      // Release reached a definitive outcome
-	releaseErr error     // that outcome
-	acquired   time.Time // when the acquisition returned it; set for an Observer only
+	err        error // why done was closed
+	lost       bool  // done was closed by a loss (err wraps ErrLeaseLost) or Close
+	notOurs    bool  // Redis told us the key is not ours: nothing to clean up
+	released   bool  // Release reached a definitive outcome
+	releaseErr error // that outcome
+	acquired   int64 // when the acquisition returned it (Unix ns); set for an Observer only
 	// ctx is cancelled, with err as its cause, when done is closed; made by
 	// the first call of Context.
 	ctx    context.Context
@@ -126,7 +126,10 @@ func (l *Lock) lose(cause string, notOurs bool) {
 func (l *Lock) acquiredAt() time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.acquired
+	if l.acquired == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, l.acquired)
 }
 
 // observeLoss tells the Observer, if any, of a loss.

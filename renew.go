@@ -17,7 +17,7 @@ const (
 	// renewChunk bounds the keys renewed by one script call, so that no call
 	// holds Redis for long (well under a millisecond) while other clients
 	// wait.
-	renewChunk = 100
+	renewChunk = 64
 	// maxInflightBatches bounds concurrent renewal round trips per client.
 	// Normally there is at most one; more appear only when Redis is slow.
 	maxInflightBatches = 4

@@ -14,7 +14,7 @@ import "context"
 // One name is one kind of lock: a name used as a mutex, an election or a
 // semaphore cannot be a read-write lock at the same time (ErrRejected).
 func (c *Client) AcquireRead(ctx context.Context, name string, opts ...Option) (*Lock, error) {
-	return c.take(ctx, kindRWLock, name, opts, true, func(le *lease) { le.mode = "s" })
+	return c.take(ctx, kindRWLock, name, opts, true, func(le *lease) { le.args = &kindArgs{mode: "s"} })
 }
 
 // AcquireWrite takes the read-write lock name for writing: alone, with no
@@ -23,19 +23,19 @@ func (c *Client) AcquireRead(ctx context.Context, name string, opts ...Option) (
 // readers' included, so a resource that checks tokens sees every write
 // after the reads that preceded it.
 func (c *Client) AcquireWrite(ctx context.Context, name string, opts ...Option) (*Lock, error) {
-	return c.take(ctx, kindRWLock, name, opts, true, func(le *lease) { le.mode = "x" })
+	return c.take(ctx, kindRWLock, name, opts, true, func(le *lease) { le.args = &kindArgs{mode: "x"} })
 }
 
 // TryAcquireRead makes one attempt to take a read share of name, as
 // AcquireRead, without waiting: if a writer holds it or anyone waits, it
 // returns an error wrapping ErrNotAcquired.
 func (c *Client) TryAcquireRead(ctx context.Context, name string, opts ...Option) (*Lock, error) {
-	return c.take(ctx, kindRWLock, name, opts, false, func(le *lease) { le.mode = "s" })
+	return c.take(ctx, kindRWLock, name, opts, false, func(le *lease) { le.args = &kindArgs{mode: "s"} })
 }
 
 // TryAcquireWrite makes one attempt to take name for writing, as
 // AcquireWrite, without waiting: if anyone holds it or waits, it returns an
 // error wrapping ErrNotAcquired.
 func (c *Client) TryAcquireWrite(ctx context.Context, name string, opts ...Option) (*Lock, error) {
-	return c.take(ctx, kindRWLock, name, opts, false, func(le *lease) { le.mode = "x" })
+	return c.take(ctx, kindRWLock, name, opts, false, func(le *lease) { le.args = &kindArgs{mode: "x"} })
 }

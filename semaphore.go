@@ -29,7 +29,7 @@ func (c *Client) AcquirePermit(ctx context.Context, name string, limit int, opts
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
-	return c.take(ctx, kindSemaphore, name, opts, true, func(le *lease) { le.mode, le.limit = "s", limit })
+	return c.take(ctx, kindSemaphore, name, opts, true, func(le *lease) { le.args = &kindArgs{mode: "s", limit: limit} })
 }
 
 // TryAcquirePermit makes one attempt to take a permit of the semaphore
@@ -39,7 +39,7 @@ func (c *Client) TryAcquirePermit(ctx context.Context, name string, limit int, o
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
-	return c.take(ctx, kindSemaphore, name, opts, false, func(le *lease) { le.mode, le.limit = "s", limit })
+	return c.take(ctx, kindSemaphore, name, opts, false, func(le *lease) { le.args = &kindArgs{mode: "s", limit: limit} })
 }
 
 func checkLimit(limit int) error {

@@ -69,9 +69,9 @@ func (c *Client) attempt(ctx context.Context, le *lease, join bool) (res acquire
 	abandoned := func(*redis.Cmd) { c.cleanup(le) }
 	script, args := acquireScript, []any{le.id, le.cfg.ttl.Milliseconds(), le.cfg.holder, joinArg, c.hub.channel, le.kind.code}
 	if le.kind.shared {
-		script, args = sharedAcquireScript, append(args, le.mode, le.limit)
+		script, args = sharedAcquireScript, append(args, le.args.mode, le.args.limit)
 	} else if le.kind == kindElection {
-		args = append(args, le.value, le.notify)
+		args = append(args, le.args.value, le.args.notify)
 	}
 	var cmd *redis.Cmd
 	acked := int64(-1)
@@ -193,6 +193,9 @@ func (c *Client) wait(ctx context.Context, le *lease) (*Lock, error) {
 			}
 		}
 		backoff = 10 * time.Millisecond
+		if le.events == nil { // made only for a lease that waits
+			le.events = make(chan waitEvent, 1)
+		}
 		if !c.eng.queued(le, sent, res.left, res.first) {
 			c.cleanup(le)
 			return nil, ErrClientClosed

@@ -13,12 +13,19 @@ if KEYS[1] and not mayexpire(KEYS[1]) then
 end
 local res = {}
 for i, key in ipairs(KEYS) do
-  local id, ttl = ARGV[2 * i - 1], tonumber(ARGV[2 * i])
-  local cur = redis.call('HMGET', key, 'o', 't', 'k', 'x' .. id, 'e' .. id)
+  local id, ttl = ARGV[2 * i - 1], ARGV[2 * i]
   local code, value = 0, 0
-  if cur[1] == id then
+  local cur = redis.call('HMGET', key, 'o', 't')
+  if cur[1] == id then -- the common case: a held mutex or leadership
     redis.call('PEXPIRE', key, ttl)
     code, value = 1, tonumber(cur[2])
+  else
+    ttl = tonumber(ttl)
+    local more = redis.call('HMGET', key, 'k', 'x' .. id, 'e' .. id)
+    cur[3], cur[4], cur[5] = more[1], more[2], more[3]
+  end
+  if code == 1 then
+    -- renewed above
   elseif cur[4] then -- a share of a shared lock
     if tonumber(cur[4]) > NOW then
       redis.call('HSET', key, 'x' .. id, fmt(NOW + ttl))
