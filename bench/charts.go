@@ -806,7 +806,9 @@ func (f *figure) draw(c draw.Canvas) {
 		lg.Padding = vg.Points(5)
 		for _, it := range f.legend {
 			lg.Add(it.name, it.thumbs...)
-			legendWidth = max(legendWidth, lg.ThumbnailWidth+lg.TextStyle.Width(" "+it.name)+vg.Points(16))
+			// 15 % slack: a viewer without Liberation Sans or Arial
+			// falls back to a wider font.
+			legendWidth = max(legendWidth, lg.ThumbnailWidth+lg.TextStyle.Width(" "+it.name)*1.15+vg.Points(16))
 		}
 		lc := draw.Canvas{Canvas: c.Canvas, Rectangle: vg.Rectangle{
 			Min: vg.Point{X: c.Max.X - legendWidth + vg.Points(6), Y: c.Min.Y},

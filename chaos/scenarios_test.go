@@ -170,7 +170,7 @@ func TestChaos(t *testing.T) {
 			if dir := timelineDir(); dir != "" {
 				files, err := h.WriteTimelines(dir, sc.name, timelineFormats(t), TimelineOptions{
 					Title:    fmt.Sprintf("%s: %s (TTL %v)", sc.name, sc.injected, ttl),
-					Subtitle: fmt.Sprintf("%d cycles · %d acquisitions · %d losses · verdict: %s", cycles, res.Acquisitions, res.Losses, r.verdict),
+					Subtitle: fmt.Sprintf("fault cycles: %d · acquisitions: %d · losses: %d · verdict: %s", cycles, res.Acquisitions, res.Losses, r.verdict),
 					TTL:      ttl,
 				})
 				if err != nil {

@@ -573,7 +573,16 @@ func (h *History) timeline(opt TimelineOptions) *timelineChart {
 	tl.height = vg.Points(120 + 13*float64(len(lanes)+len(keys)/2))
 	tl.height = max(tl.height, vg.Points(300))
 	// Legend: clients, then what the marks mean.
+	shown := map[string]bool{}
+	for _, l := range lanes {
+		if l.worker != "" {
+			shown[workload.WorkerOf(l.worker)] = true
+		}
+	}
 	for _, c := range clientOrder {
+		if !shown[c] {
+			continue
+		}
 		tl.legend = append(tl.legend, legendEntry{"holder valid: " + c, []plot.Thumbnailer{rectThumb{fill: clientColors[clients[c]%len(clientColors)], h: 0.6}}})
 	}
 	if len(clientOrder) > 0 {
@@ -611,7 +620,8 @@ func (h *History) timeline(opt TimelineOptions) *timelineChart {
 
 // zoomWindow picks a close-up around the first lease loss signalled
 // through Done: from 0.3 TTL before the earlier of the signal and the
-// earliest Redis expiry to 0.2 TTL after the later.
+// earliest Redis expiry (or just before the fault that caused it) to 0.2
+// TTL after the later.
 func (h *History) zoomWindow(ttl time.Duration) (from, to time.Duration, key, what string, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -651,7 +661,15 @@ func (h *History) zoomWindow(ttl time.Duration) (from, to time.Duration, key, wh
 		hd := &holder{worker: e.Worker, key: e.Key, token: e.Token, acq: a}
 		exp, _, _, _ := h.expiryBound(hd, int64(ttl), observed)
 		best, key = e.Ret, e.Key
-		from = time.Duration(min(e.Ret, exp) - t0 - int64(3*ttl/10))
+		lo := min(e.Ret, exp) - int64(3*ttl/10)
+		// Back to the start of the fault that led to it, if it began
+		// at most 2.5 TTL before the signal.
+		for _, f := range h.faults {
+			if f.End != 0 && f.Start <= e.Ret && f.End >= min(e.Ret, exp) && e.Ret-f.Start <= int64(5*ttl/2) {
+				lo = min(lo, f.Start-int64(ttl/5))
+			}
+		}
+		from = time.Duration(lo - t0)
 		to = time.Duration(max(e.Ret, exp) - t0 + int64(ttl/5))
 		lead := time.Duration(exp - e.Ret).Round(time.Millisecond)
 		if lead >= 0 {
@@ -768,7 +786,9 @@ func (tl *timelineChart) draw(c draw.Canvas) {
 	width := vg.Length(0)
 	for _, e := range tl.legend {
 		lg.Add(e.name, e.thumbs...)
-		width = max(width, lg.ThumbnailWidth+lg.TextStyle.Width(" "+e.name)+vg.Points(16))
+		// 15 % slack: a viewer without Liberation Sans or Arial falls back
+		// to a wider font.
+		width = max(width, lg.ThumbnailWidth+lg.TextStyle.Width(" "+e.name)*1.15+vg.Points(16))
 	}
 	lg.Draw(draw.Canvas{Canvas: c.Canvas, Rectangle: vg.Rectangle{
 		Min: vg.Point{X: c.Max.X - width + vg.Points(6), Y: c.Min.Y},
