@@ -6,17 +6,24 @@
 //
 //	cd bench && go run . -out results.json
 //
+// With -charts DIR it also draws charts of the results (charts.go); with
+// -charts DIR -from results.json it draws them from an earlier run's JSON
+// without running anything.
+//
 // See ../BENCHMARKS.md for what each number means.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"regexp"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -72,24 +79,26 @@ type results struct {
 		Config     config  `json:"config"`
 		Seconds    float64 `json:"total_seconds"`
 	} `json:"meta"`
-	Libraries map[string]string         `json:"libraries"`
-	Ping      dist                      `json:"ping"`
-	PingS4    dist                      `json:"ping_s4"`
-	IdlePing  dist                      `json:"idle_ping_s4"`
-	S1        map[string]*pairRes       `json:"s1_serial,omitempty"`
-	S2        map[string]*pairRes       `json:"s2_parallel,omitempty"`
-	S3Hold0   map[string]*contRes       `json:"s3_contention_hold0,omitempty"`
-	S3Hold1   map[string]*contRes       `json:"s3_contention_hold1ms,omitempty"`
-	S4        map[string]*handoffRes    `json:"s4_handoff,omitempty"`
-	S4Local   map[string]*handoffRes    `json:"s4_handoff_same_client,omitempty"`
-	S5        map[string]*costRes       `json:"s5_cost,omitempty"`
-	S6        *s6Res                    `json:"s6_renewal_at_scale,omitempty"`
-	S7        *s7Out                    `json:"s7_many_clients_one_key,omitempty"`
-	S1X       map[string]*anatomyRes    `json:"s1x_anatomy,omitempty"`
-	S1XOrder  []string                  `json:"s1x_variants,omitempty"`
-	S1XRedis  map[string]*scriptCostRes `json:"s1x_redis_side_pipelined,omitempty"`
-	S1XRedisO []string                  `json:"-"`
-	Targets   []target                  `json:"targets,omitempty"`
+	Libraries map[string]string `json:"libraries"`
+	// QuantileLevels are the probabilities of every dist's quantiles_ms.
+	QuantileLevels []float64                 `json:"quantile_levels,omitempty"`
+	Ping           dist                      `json:"ping"`
+	PingS4         dist                      `json:"ping_s4"`
+	IdlePing       dist                      `json:"idle_ping_s4"`
+	S1             map[string]*pairRes       `json:"s1_serial,omitempty"`
+	S2             map[string]*pairRes       `json:"s2_parallel,omitempty"`
+	S3Hold0        map[string]*contRes       `json:"s3_contention_hold0,omitempty"`
+	S3Hold1        map[string]*contRes       `json:"s3_contention_hold1ms,omitempty"`
+	S4             map[string]*handoffRes    `json:"s4_handoff,omitempty"`
+	S4Local        map[string]*handoffRes    `json:"s4_handoff_same_client,omitempty"`
+	S5             map[string]*costRes       `json:"s5_cost,omitempty"`
+	S6             *s6Res                    `json:"s6_renewal_at_scale,omitempty"`
+	S7             *s7Out                    `json:"s7_many_clients_one_key,omitempty"`
+	S1X            map[string]*anatomyRes    `json:"s1x_anatomy,omitempty"`
+	S1XOrder       []string                  `json:"s1x_variants,omitempty"`
+	S1XRedis       map[string]*scriptCostRes `json:"s1x_redis_side_pipelined,omitempty"`
+	S1XRedisO      []string                  `json:"-"`
+	Targets        []target                  `json:"targets,omitempty"`
 }
 
 func main() {
@@ -98,6 +107,9 @@ func main() {
 	md := flag.String("md", "", "also write the markdown tables to this file")
 	bin := flag.String("redis-server", "redis-server", "redis-server binary")
 	cpuprof := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	charts := flag.String("charts", "", "also draw charts of the results into this directory (see -chart-format, -from)")
+	from := flag.String("from", "", "with -charts: draw the charts of this results JSON (from -out) instead of running")
+	chartFormat := flag.String("chart-format", "svg", "chart file formats: svg, png or svg,png")
 	flag.IntVar(&cfg.Rounds, "rounds", 4, "rounds per scenario (libraries take turns within each round)")
 	flag.DurationVar(&cfg.S1, "s1", 400*time.Millisecond, "S1 time per library per round")
 	flag.DurationVar(&cfg.S2, "s2", 400*time.Millisecond, "S2 time per library per round")
@@ -121,6 +133,26 @@ func main() {
 	flag.StringVar(&cfg.Scenarios, "scenarios", "s1,s2,s3,s4,s5,s6,s7", "comma-separated scenarios to run")
 	flag.Parse()
 
+	var formats []string
+	if *charts != "" {
+		var err error
+		if formats, err = chartFormats(*chartFormat); err != nil {
+			fatal(err)
+		}
+	}
+	if *from != "" {
+		if *charts == "" {
+			fatal(fmt.Errorf("-from %s needs -charts DIR", *from))
+		}
+		files, err := chartsFromFile(*from, *charts, formats)
+		if err != nil {
+			fatal(err)
+		}
+		for _, f := range files {
+			fmt.Println(f)
+		}
+		return
+	}
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
 		if err != nil {
@@ -131,7 +163,7 @@ func main() {
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
-	if err := run(cfg, *bin, *out, *md); err != nil {
+	if err := run(cfg, *bin, *out, *md, *charts, formats); err != nil {
 		pprof.StopCPUProfile()
 		fatal(err)
 	}
@@ -146,7 +178,7 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 }
 
-func run(cfg config, bin, out, mdPath string) error {
+func run(cfg config, bin, out, mdPath, chartDir string, chartFormats []string) error {
 	began := time.Now()
 	// A server of its own on a free loopback port: no persistence, killed
 	// at the end (and by the kernel if the bench dies).
@@ -171,6 +203,7 @@ func run(cfg config, bin, out, mdPath string) error {
 	res.Meta.Redis = redisVersion(ctx, b.admin)
 	res.Meta.Config = cfg
 	res.Libraries = make(map[string]string)
+	res.QuantileLevels = quantileLevels
 
 	want := func(s string) bool { return slices.Contains(strings.Split(cfg.Scenarios, ","), s) }
 	for _, lib := range libraries {
@@ -331,16 +364,44 @@ func run(cfg config, bin, out, mdPath string) error {
 		w = io.MultiWriter(os.Stdout, mdFile)
 	}
 	writeMarkdown(w, &res, b.libs)
+	if out == "" && chartDir == "" {
+		return nil
+	}
+	data, err := json.MarshalIndent(&res, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = compactNumberArrays(data)
 	if out != "" {
-		data, err := json.MarshalIndent(&res, "", "  ")
-		if err != nil {
-			return err
-		}
 		if err := os.WriteFile(out, append(data, '\n'), 0o644); err != nil {
 			return err
 		}
 	}
+	if chartDir != "" {
+		files, err := chartsFromJSON(data, chartDir, chartFormats)
+		switch {
+		case errors.Is(err, errNoCharts):
+			logf("charts: %v", err)
+		case err != nil:
+			return fmt.Errorf("charts: %w", err)
+		default:
+			logf("charts: %s", strings.Join(files, ", "))
+		}
+	}
 	return nil
+}
+
+// numberArray matches a JSON array of numbers, as MarshalIndent spreads it
+// over one line per element.
+var numberArray = regexp.MustCompile(`\[\s*-?[0-9][0-9.eE+-]*(?:,\s*-?[0-9][0-9.eE+-]*)*\s*\]`)
+
+// compactNumberArrays puts every array of numbers on one line (quantiles,
+// per-client counts), which keeps the indented JSON short.
+func compactNumberArrays(data []byte) []byte {
+	return numberArray.ReplaceAllFunc(data, func(m []byte) []byte {
+		f := bytes.Fields(m[1 : len(m)-1])
+		return append(append([]byte{'['}, bytes.Join(f, []byte(" "))...), ']')
+	})
 }
 
 func cpuModel() string {

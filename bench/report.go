@@ -18,6 +18,19 @@ func (r ratio) MarshalJSON() ([]byte, error) {
 	return []byte(strconv.FormatFloat(float64(r), 'f', 3, 64)), nil
 }
 
+func (r *ratio) UnmarshalJSON(b []byte) error {
+	if string(b) == `"inf"` {
+		*r = ratio(inf)
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("ratio: %w", err)
+	}
+	*r = ratio(f)
+	return nil
+}
+
 func (r ratio) String() string {
 	if math.IsInf(float64(r), 0) {
 		return "∞"

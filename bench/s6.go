@@ -289,5 +289,8 @@ func summarizeUsec(d []time.Duration) dist {
 	for _, f := range []*float64{&s.P50, &s.P99, &s.P999, &s.Max, &s.Mean} {
 		*f *= 1000
 	}
+	for i := range s.Q {
+		s.Q[i] *= 1000
+	}
 	return s
 }

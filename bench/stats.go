@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -15,6 +16,37 @@ type dist struct {
 	P999 float64 `json:"p999_ms"`
 	Max  float64 `json:"max_ms"`
 	Mean float64 `json:"mean_ms"`
+	// Q is the distribution's shape for charts: the value at each of
+	// quantileLevels (results.QuantileLevels in the JSON), so a few hundred
+	// numbers stand for any number of samples.
+	Q quantiles `json:"quantiles_ms,omitempty"`
+}
+
+// quantileLevels are the probabilities at which dist.Q samples a
+// distribution: evenly spaced on the "tail" scale x = -log10(1-p) that
+// latency percentile plots use (x = 1 is p90, 2 is p99, 3 is p99.9), from
+// p = 0 (the minimum) to p99.99, in steps of 0.025 (161 levels).
+var quantileLevels = func() []float64 {
+	const steps, top = 160, 4.0
+	out := make([]float64, steps+1)
+	for i := range out {
+		out[i] = 1 - math.Pow(10, -top*float64(i)/steps)
+	}
+	return out
+}()
+
+// quantiles are values in ms, written with 4 significant digits.
+type quantiles []float64
+
+func (q quantiles) MarshalJSON() ([]byte, error) {
+	b := []byte{'['}
+	for i, x := range q {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendFloat(b, x, 'g', 4, 64)
+	}
+	return append(b, ']'), nil
 }
 
 func summarize(d []time.Duration) dist {
@@ -31,7 +63,16 @@ func summarize(d []time.Duration) dist {
 		i := int(math.Ceil(p*float64(len(s)))) - 1
 		return ms(s[max(0, min(i, len(s)-1))])
 	}
-	return dist{N: len(s), P50: q(0.50), P99: q(0.99), P999: q(0.999), Max: ms(s[len(s)-1]), Mean: ms(sum / time.Duration(len(s)))}
+	out := dist{N: len(s), P50: q(0.50), P99: q(0.99), P999: q(0.999), Max: ms(s[len(s)-1]), Mean: ms(sum / time.Duration(len(s)))}
+	out.Q = make(quantiles, len(quantileLevels))
+	for i, p := range quantileLevels {
+		if p == 0 {
+			out.Q[i] = ms(s[0])
+		} else {
+			out.Q[i] = q(p)
+		}
+	}
+	return out
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -147,19 +147,7 @@ func (h *History) Check(lim Limits) *Result {
 		}
 	}
 	for _, hd := range order {
-		if t, ok := h.kills[workload.WorkerOf(hd.worker)]; ok && t >= hd.start {
-			hd.killed = t
-		}
-		hd.end = h.end
-		if hd.done != nil && hd.done.Class == workload.ClassLost {
-			hd.end = min(hd.end, hd.done.Ret)
-		}
-		if hd.rel != nil {
-			hd.end = min(hd.end, hd.rel.Call)
-		}
-		if hd.killed != 0 {
-			hd.end = min(hd.end, hd.killed)
-		}
+		h.finishInterval(hd)
 	}
 	byKey := make(map[string][]*holder)
 	for _, hd := range order {
@@ -222,6 +210,26 @@ func (h *History) Check(lim Limits) *Result {
 		r.violate("e", "%s", n)
 	}
 	return r
+}
+
+// finishInterval sets the end of hd's validity interval (and when its
+// process was killed, if it was): acquire returned → told of loss, began
+// releasing, or killed, whichever came first; the end of the history if
+// none did.
+func (h *History) finishInterval(hd *holder) {
+	if t, ok := h.kills[workload.WorkerOf(hd.worker)]; ok && t >= hd.start {
+		hd.killed = t
+	}
+	hd.end = h.end
+	if hd.done != nil && hd.done.Class == workload.ClassLost {
+		hd.end = min(hd.end, hd.done.Ret)
+	}
+	if hd.rel != nil {
+		hd.end = min(hd.end, hd.rel.Call)
+	}
+	if hd.killed != 0 {
+		hd.end = min(hd.end, hd.killed)
+	}
 }
 
 // checkOverlap is (a).
@@ -355,14 +363,7 @@ func (h *History) checkFencing(r *Result, lim Limits, byKey map[string][]*holder
 // except for a holder that was frozen or whose key vanished with a Redis
 // restart (the documented limits), which are reported.
 func (h *History) checkLeads(r *Result, ttl int64, order []*holder) {
-	expiry := make(map[string]int64) // key/token → latest known expiry
-	for _, s := range h.samples {
-		if !s.Owned || s.PTTL <= 0 {
-			continue
-		}
-		k := fmt.Sprintf("%s/%d", s.Key, s.Token)
-		expiry[k] = max(expiry[k], s.Sent+int64(s.PTTL))
-	}
+	expiry := h.observedExpiry()
 	for _, hd := range order {
 		if hd.done == nil || hd.done.Class != workload.ClassLost {
 			continue
@@ -378,10 +379,7 @@ func (h *History) checkLeads(r *Result, ttl int64, order []*holder) {
 		// Lower bounds of the expiry instant: the acquire was executed
 		// after it was called, and, through the server clock, no earlier
 		// than the token says; renewals seen by the observer extend it.
-		eCall := hd.acq.Call + ttl
-		eTok := int64(hd.token)*1000 - h.clockOffset + ttl
-		eObs := expiry[fmt.Sprintf("%s/%d", hd.key, hd.token)]
-		e := max(eCall, eTok, eObs)
+		e, eCall, eTok, eObs := h.expiryBound(hd, ttl, expiry)
 		if f := h.faultDuring(FaultRedisKill, "", hd.acq.Call, told); f != nil {
 			r.LateLosses = append(r.LateLosses, fmt.Sprintf("key vanished in a Redis restart, told %v later", time.Duration(told-f.Start).Round(time.Millisecond)))
 			continue
@@ -409,6 +407,31 @@ func (h *History) checkLeads(r *Result, ttl int64, order []*holder) {
 				hd, -lead, time.Duration(told-hd.acq.Call), time.Duration(told-hd.acq.Ret), time.Duration(told-eCall), time.Duration(told-eTok), time.Duration(told-eObs))
 		}
 	}
+}
+
+// observedExpiry returns, for every key/token the observer saw owning its
+// key, the latest instant its PTTL said Redis would expire it.
+func (h *History) observedExpiry() map[string]int64 {
+	expiry := make(map[string]int64) // key/token → latest known expiry
+	for _, s := range h.samples {
+		if !s.Owned || s.PTTL <= 0 {
+			continue
+		}
+		k := fmt.Sprintf("%s/%d", s.Key, s.Token)
+		expiry[k] = max(expiry[k], s.Sent+int64(s.PTTL))
+	}
+	return expiry
+}
+
+// expiryBound returns a lower bound e of the instant Redis could expire
+// hd's lease, and the three bounds it is the largest of: the acquire was
+// executed after it was called, and, through the server clock, no earlier
+// than the token says; renewals seen by the observer extend it.
+func (h *History) expiryBound(hd *holder, ttl int64, observed map[string]int64) (e, eCall, eTok, eObs int64) {
+	eCall = hd.acq.Call + ttl
+	eTok = int64(hd.token)*1000 - h.clockOffset + ttl
+	eObs = observed[fmt.Sprintf("%s/%d", hd.key, hd.token)]
+	return max(eCall, eTok, eObs), eCall, eTok, eObs
 }
 
 // processOf maps a worker loop to the process whose stalls affect it.

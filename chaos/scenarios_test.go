@@ -19,7 +19,34 @@ var (
 	flagTTL      = flag.Duration("chaos.ttl", time.Second, "lock TTL used by the scenarios")
 	flagReport   = flag.String("chaos.report", "", "also write the summary table (markdown) to this file")
 	flagOnly     = flag.String("chaos.only", "", "comma-separated scenario names to run (default all)")
+	flagTimeline = flag.String("chaos.timeline", "", "write each scenario's timeline chart (SVG) to this directory (or $CHAOS_TIMELINE_DIR; $CHAOS_TIMELINE_FORMAT=svg,png for PNG too)")
 )
+
+// timelineDir is where timeline charts go ("" for none).
+func timelineDir() string {
+	if *flagTimeline != "" {
+		return *flagTimeline
+	}
+	return os.Getenv("CHAOS_TIMELINE_DIR")
+}
+
+// timelineFormats are the timeline files' formats: svg by default.
+func timelineFormats(t *testing.T) []string {
+	s := os.Getenv("CHAOS_TIMELINE_FORMAT")
+	if s == "" {
+		return []string{"svg"}
+	}
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		switch f = strings.TrimSpace(strings.ToLower(f)); f {
+		case "svg", "png":
+			out = append(out, f)
+		default:
+			t.Fatalf("CHAOS_TIMELINE_FORMAT=%q: %q is neither svg nor png", s, f)
+		}
+	}
+	return out
+}
 
 func duration(t *testing.T) time.Duration {
 	if *flagDuration > 0 {
@@ -140,6 +167,17 @@ func TestChaos(t *testing.T) {
 				res: res, warns: e.Warns.Load(), duration: time.Since(start)}
 			r.verdict = verdict(sc, res)
 			rows = append(rows, r)
+			if dir := timelineDir(); dir != "" {
+				files, err := h.WriteTimelines(dir, sc.name, timelineFormats(t), TimelineOptions{
+					Title:    fmt.Sprintf("%s: %s (TTL %v)", sc.name, sc.injected, ttl),
+					Subtitle: fmt.Sprintf("fault cycles: %d · acquisitions: %d · losses: %d · verdict: %s", cycles, res.Acquisitions, res.Losses, r.verdict),
+					TTL:      ttl,
+				})
+				if err != nil {
+					t.Errorf("timeline: %v", err)
+				}
+				t.Logf("timeline: %s", strings.Join(files, ", "))
+			}
 			t.Log(header())
 			t.Log(r.String())
 			for _, s := range res.Starved {
