@@ -331,6 +331,17 @@ func TestElectExitCodesAndLeader(t *testing.T) {
 		t.Fatalf("leader of a mutex: exit %d, stderr %q; want 78", code, errOut)
 	}
 
+	// A viewer that may not subscribe could watch only by polling: it is
+	// told at once; with the channel it watches.
+	viewer := []string{"~renewlock:*", "+evalsha", "+eval", "+hmget", "+hget", "+pttl", "+time", "+ping"}
+	setUser(t, srv, "viewer", viewer...)
+	checkExit(t, env(nil, "RENEWLOCK_REDIS="+userURL(srv, "viewer", secret)), 77, []string{"--watch", "subscribe", "Least privilege"}, "leader", name, "--watch")
+	setUser(t, srv, "watcher", append(viewer, "+subscribe", "&renewlock:leader:*")...)
+	w, wout := startToFile(t, env(nil, "RENEWLOCK_REDIS="+userURL(srv, "watcher", secret)), "leader", name, "--watch")
+	if !waitFor(10*time.Second, func() bool { b, _ := os.ReadFile(wout); return strings.Contains(string(b), "leader api-1:8080") }) {
+		t.Fatalf("leader --watch as a user with the channel printed nothing; stderr:\n%s", w.stderr.String())
+	}
+
 	for _, tc := range []struct {
 		args []string
 		want string

@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/renewlock/renewlock"
 )
 
@@ -39,7 +41,7 @@ func Leader(o *OpConfig, name string, watch bool) error {
 		return Usagef("empty election name")
 	}
 	what := "leader of " + displayKey(name)
-	return o.withClient(what, func(ctx context.Context, c *renewlock.Client) error {
+	return o.withRedis(what, func(ctx context.Context, rdb *redis.Client, c *renewlock.Client) error {
 		// Read it once, also before watching: a name that is another kind
 		// of lock, or a Redis that refuses, fails now.
 		info, err := c.Inspect(ctx, name)
@@ -52,6 +54,11 @@ func Leader(o *OpConfig, name string, watch bool) error {
 			return exitf(ExitConfig, "%s: %s is a %s, not an election (one name is one kind of lock)", what, displayKey(name), info.Kind)
 		}
 		if watch {
+			// Observe cannot say that it may not subscribe; it would
+			// then see changes only when a leader's lease ends.
+			if err := o.canSubscribe(ctx, rdb, name); err != nil {
+				return o.failed(what+" --watch", err)
+			}
 			return o.watchLeader(c, name)
 		}
 		if info == nil {
@@ -120,6 +127,15 @@ func (o *OpConfig) watchLeader(c *renewlock.Client, name string) error {
 		}
 	}
 	return nil
+}
+
+// canSubscribe checks that the user may subscribe to the channel on which
+// the election's changes are announced.
+func (o *OpConfig) canSubscribe(ctx context.Context, rdb *redis.Client, name string) error {
+	ps := rdb.Subscribe(ctx, o.Prefix+"leader:"+name)
+	defer ps.Close()
+	_, err := ps.Receive(ctx)
+	return err
 }
 
 // holderText is a holder description with its host and pid spelled out,

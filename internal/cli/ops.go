@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/renewlock/renewlock"
 )
 
@@ -137,6 +139,11 @@ func kindText(in *renewlock.Info) string {
 // withClient connects to Redis and runs f with a renewlock client. what
 // names the operation in messages.
 func (o *OpConfig) withClient(what string, f func(ctx context.Context, c *renewlock.Client) error) error {
+	return o.withRedis(what, func(ctx context.Context, _ *redis.Client, c *renewlock.Client) error { return f(ctx, c) })
+}
+
+// withRedis is withClient for an f that needs the go-redis client too.
+func (o *OpConfig) withRedis(what string, f func(ctx context.Context, rdb *redis.Client, c *renewlock.Client) error) error {
 	rdb, err := NewRedisClient(o.Redis)
 	if err != nil {
 		return err
@@ -158,7 +165,7 @@ func (o *OpConfig) withClient(what string, f func(ctx context.Context, c *renewl
 	if err := pingErr(ctx, rdb); err != nil {
 		return o.failed(what, err)
 	}
-	return f(ctx, c)
+	return f(ctx, rdb, c)
 }
 
 // failed is the exit for err, a failure of what in Redis.
