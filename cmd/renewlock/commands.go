@@ -161,7 +161,9 @@ func statusCmd(g *globals, stdout *os.File) *cobra.Command {
 		Short: "Show who holds a lock",
 		Long: `status shows the holder of KEY: its description (host:pid by default), the
 first characters of its owner id, its fencing token, the remaining lease and
-when it was acquired. Exit status: 0 held, 1 not held, 69 Redis unavailable,
+when it was acquired; also the kind of lock (mutex, election, semaphore,
+read-write lock), an election's leader value, and a semaphore's limit and
+every holder of a semaphore or read-write lock. Exit status: 0 held, 1 not held, 69 Redis unavailable,
 77 permission problem (ACL denial, wrong password), 78 rejected by Redis.`,
 		Example: `  renewlock status nightly-backup
   renewlock status nightly-backup --json | jq .token`,
@@ -191,7 +193,8 @@ func listCmd(g *globals, stdout *os.File) *cobra.Command {
 		Short: "List held locks",
 		Long: `list shows every held lock whose key matches the glob PATTERN (Redis MATCH
 syntax: * ? [abc]; default all), sorted by key, with the same details as
-status. It scans the keyspace incrementally (SCAN), so it does not block Redis.
+status: one row per holder (a semaphore or a read-write lock has several),
+with its kind (a semaphore's as "semaphore HELD/LIMIT"). It scans the keyspace incrementally (SCAN), so it does not block Redis.
 Exit status: 0 (also when nothing matches), 69 Redis unavailable, 77
 permission problem (ACL denial, wrong password), 78 rejected by Redis.`,
 		Example: `  renewlock list
