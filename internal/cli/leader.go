@@ -41,6 +41,9 @@ func Leader(o *OpConfig, name string, watch bool) error {
 		return Usagef("empty election name")
 	}
 	what := "leader of " + displayKey(name)
+	// --watch ends with SIGINT or SIGTERM, also one that comes early.
+	wctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	return o.withRedis(what, func(ctx context.Context, rdb *redis.Client, c *renewlock.Client) error {
 		// Read it once, also before watching: a name that is another kind
 		// of lock, or a Redis that refuses, fails now.
@@ -59,7 +62,7 @@ func Leader(o *OpConfig, name string, watch bool) error {
 			if err := o.canSubscribe(ctx, rdb, name); err != nil {
 				return o.failed(what+" --watch", err)
 			}
-			return o.watchLeader(c, name)
+			return o.watchLeader(wctx, c, name)
 		}
 		if info == nil {
 			if o.JSON {
@@ -101,9 +104,7 @@ func leaderJSON(name string, ld renewlock.Leader, at time.Time) LeaderJSON {
 // watchLeader prints the election's leader, then every change, until
 // SIGINT or SIGTERM. Redis outages are retried (by Observe) without a
 // word; the next change is printed when Redis answers again.
-func (o *OpConfig) watchLeader(c *renewlock.Client, name string) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+func (o *OpConfig) watchLeader(ctx context.Context, c *renewlock.Client, name string) error {
 	enc := json.NewEncoder(o.Stdout)
 	for ld := range c.Observe(ctx, name) {
 		now := o.now()
