@@ -99,8 +99,9 @@ holders' exits 78. A name is one kind of lock: KEY with --limit and KEY
 without are different locks that cannot be used at the same time.
 
 Exit status: COMMAND's own (128+N if it died of signal N); 75 the lock was not
-acquired (held, or all N permits taken, with --no-wait or after --wait); 76 the lease was lost while
-COMMAND ran (or before it could start); 69 Redis unavailable; 77 permission
+acquired (held, or all N permits taken, with --no-wait or after --wait); 76
+the lease was lost while COMMAND ran (or before it could start); 69 Redis
+unavailable; 77 permission
 problem (ACL denial, wrong password: see the README, "Least privilege"); 78
 Redis rejected the lock for another reason retrying cannot fix (e.g. a key
 that is not a lock at its name, or another kind of lock; a --limit that
