@@ -96,6 +96,9 @@ line are visible to other users (ps): use $RENEWLOCK_PASS or --pass-file.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// The lock family's commands (family.go).
+	root.AddCommand(electCmd(g, stdin, stdout, stderr))
+	root.AddCommand(leaderCmd(g, stdout))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.Usagef("%v", err) })
 	root.PersistentFlags().StringVar(&g.redis, "redis", "", "Redis URL (default $RENEWLOCK_REDIS, $REDIS_URL, redis://127.0.0.1:6379)")
 	root.PersistentFlags().StringVar(&g.prefix, "prefix", renewlock.DefaultKeyPrefix, "key prefix in Redis; must match the prefix of every client of the lock")
@@ -108,8 +111,9 @@ line are visible to other users (ps): use $RENEWLOCK_PASS or --pass-file.`,
 func runCmd(g *globals, stdin, stdout, stderr *os.File) *cobra.Command {
 	c := &cli.RunConfig{TTL: cli.DefaultTTL, Stdin: stdin, Stdout: stdout, Stderr: stderr}
 	ttl := cli.Duration{D: cli.DefaultTTL}
+	var limit int
 	cmd := &cobra.Command{
-		Use:   "run --key KEY [flags] -- COMMAND [ARGS...]",
+		Use:   "run --key KEY [--limit N] [flags] -- COMMAND [ARGS...]",
 		Short: "Run a command while holding a lock",
 		Long: `run takes the lock KEY (waiting for it unless --no-wait or --wait says
 otherwise), runs COMMAND with $RENEWLOCK_KEY and $RENEWLOCK_TOKEN (the fencing
@@ -125,12 +129,21 @@ itself dies, even by SIGKILL, the kernel kills COMMAND too (Linux, FreeBSD).
 On a terminal, COMMAND runs as the terminal's foreground process group:
 Ctrl-C and Ctrl-Z go to it.
 
+With --limit N, run takes one of N permits of the semaphore KEY instead of
+the lock KEY, so that up to N commands run at once (like consul lock -n);
+everything else is the same, and COMMAND also gets $RENEWLOCK_LIMIT. Every
+run of one KEY must give the same --limit: one that differs from the
+holders' exits 78. A name is one kind of lock: KEY with --limit and KEY
+without are different locks that cannot be used at the same time.
+
 Exit status: COMMAND's own (128+N if it died of signal N); 75 the lock was not
-acquired (held, --no-wait or --wait ran out); 76 the lease was lost while
-COMMAND ran (or before it could start); 69 Redis unavailable; 77 permission
+acquired (held, or all N permits taken, with --no-wait or after --wait); 76
+the lease was lost while COMMAND ran (or before it could start); 69 Redis
+unavailable; 77 permission
 problem (ACL denial, wrong password: see the README, "Least privilege"); 78
 Redis rejected the lock for another reason retrying cannot fix (e.g. a key
-that is not a lock at its name); 64 usage error; 70 internal error; 126/127
+that is not a lock at its name, or another kind of lock; a --limit that
+differs from the holders'); 64 usage error; 70 internal error; 126/127
 COMMAND could not be run / was not found.`,
 		Example: `  # Cron: skip this run if another host is already running it.
   */5 * * * * renewlock run -k reports -n -- /opt/reports/run.sh
@@ -139,7 +152,10 @@ COMMAND could not be run / was not found.`,
   renewlock run --key deploy/web --wait 2m --ttl 30s -- ./deploy.sh
 
   # Pass the fencing token on to the protected resource.
-  renewlock run --key migrate -- sh -c 'migrate --fence "$RENEWLOCK_TOKEN"'`,
+  renewlock run --key migrate -- sh -c 'migrate --fence "$RENEWLOCK_TOKEN"'
+
+  # At most 3 encoders at once across the fleet.
+  renewlock run --key encoders --limit 3 -- ./encode.sh`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return cli.Usagef("no command to run; usage: renewlock run --key KEY [flags] -- COMMAND [ARGS...]")
@@ -151,7 +167,10 @@ COMMAND could not be run / was not found.`,
 			if err != nil {
 				return err
 			}
-			c.Redis, c.Prefix, c.TTL, c.Command = t, g.prefix, ttl.D, args
+			if cmd.Flags().Changed("limit") && limit < 1 {
+				return cli.Usagef("--limit %d: a semaphore has at least 1 permit", limit)
+			}
+			c.Redis, c.Prefix, c.TTL, c.Command, c.Limit = t, g.prefix, ttl.D, args, limit
 			c.Environ = os.Environ()
 			return cli.Run(context.Background(), c)
 		},
@@ -165,6 +184,7 @@ COMMAND could not be run / was not found.`,
 	f.BoolVarP(&c.NoWait, "no-wait", "n", false, "fail at once (exit 75) if the lock is held")
 	f.Var(&c.Grace, "grace", "after a lost lease, how long COMMAND has between SIGTERM and SIGKILL (default ttl/10, at most 5s)")
 	f.BoolVarP(&c.Verbose, "verbose", "v", false, "report acquisition and release on stderr")
+	f.IntVar(&limit, "limit", 0, "take one of `N` permits of the semaphore KEY instead of the lock KEY (1–1000; every run of KEY must give the same N)")
 	return cmd
 }
 
@@ -180,7 +200,9 @@ func statusCmd(g *globals, stdout *os.File) *cobra.Command {
 		Short: "Show who holds a lock",
 		Long: `status shows the holder of KEY: its description (host:pid by default), the
 first characters of its owner id, its fencing token, the remaining lease and
-when it was acquired. Exit status: 0 held, 1 not held, 69 Redis unavailable,
+when it was acquired; also the kind of lock (mutex, election, semaphore,
+read-write lock), an election's leader value, and a semaphore's limit and
+every holder of a semaphore or read-write lock. Exit status: 0 held, 1 not held, 69 Redis unavailable,
 77 permission problem (ACL denial, wrong password), 78 rejected by Redis.`,
 		Example: `  renewlock status nightly-backup
   renewlock status nightly-backup --json | jq .token`,
@@ -210,7 +232,8 @@ func listCmd(g *globals, stdout *os.File) *cobra.Command {
 		Short: "List held locks",
 		Long: `list shows every held lock whose key matches the glob PATTERN (Redis MATCH
 syntax: * ? [abc]; default all), sorted by key, with the same details as
-status. It scans the keyspace incrementally (SCAN), so it does not block Redis.
+status: one row per holder (a semaphore or a read-write lock has several),
+with its kind (a semaphore's as "semaphore HELD/LIMIT"). It scans the keyspace incrementally (SCAN), so it does not block Redis.
 Exit status: 0 (also when nothing matches), 69 Redis unavailable, 77
 permission problem (ACL denial, wrong password), 78 rejected by Redis.`,
 		Example: `  renewlock list

@@ -3,6 +3,9 @@
 // locks. See docs/cli.md for the full reference.
 //
 //	renewlock run --key nightly-backup -- /usr/local/bin/backup.sh
+//	renewlock run --key encoders --limit 3 -- ./encode.sh
+//	renewlock elect --name scheduler -- ./scheduler
+//	renewlock leader scheduler --watch
 //	renewlock status nightly-backup
 //	renewlock list 'jobs/*'
 //	renewlock release --force nightly-backup

@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/renewlock/renewlock"
 )
 
@@ -42,6 +44,26 @@ type LockJSON struct {
 	Waiters    *int       `json:"waiters,omitempty"` // places in the lock's queue
 	AcquiredAt *time.Time `json:"acquired_at,omitempty"`
 	Released   bool       `json:"released,omitempty"`
+	// Kind is "mutex", "election", "semaphore" or "read-write lock" (not
+	// given by release). For a semaphore or a read-write lock, the fields
+	// above describe the holder with the newest token, and Holders lists
+	// them all.
+	Kind    string       `json:"kind,omitempty"`
+	Value   string       `json:"value,omitempty"` // an election's leader value
+	Limit   int          `json:"limit,omitempty"` // a semaphore's limit
+	Holders []HolderJSON `json:"holders,omitempty"`
+}
+
+// HolderJSON is one holder of a semaphore or a read-write lock.
+type HolderJSON struct {
+	Holder     string     `json:"holder"`
+	Host       string     `json:"host,omitempty"`
+	PID        int        `json:"pid,omitempty"`
+	Owner      string     `json:"owner"`
+	Token      uint64     `json:"token"`
+	Mode       string     `json:"mode,omitempty"` // a read-write lock's: "read" or "write"
+	TTLMillis  int64      `json:"ttl_ms"`
+	AcquiredAt *time.Time `json:"acquired_at,omitempty"`
 }
 
 // SplitHolder splits the default holder description "HOST:PID". ok is false
@@ -68,6 +90,20 @@ func toJSON(in *renewlock.Info, withTTL bool) LockJSON {
 		j.TTLMillis = &ms
 		w := in.Waiters
 		j.Waiters = &w
+		// An Info read by Inspect or List knows its kind (ForceRelease's
+		// does not).
+		j.Kind, j.Value, j.Limit = in.Kind, in.Value, in.Limit
+		for _, h := range in.Holders {
+			hj := HolderJSON{Holder: h.Holder, Owner: ownerPrefix(h.Owner), Token: h.Token, Mode: holderMode(in, h), TTLMillis: h.TTL.Milliseconds()}
+			if host, pid, ok := SplitHolder(h.Holder); ok {
+				hj.Host, hj.PID = host, pid
+			}
+			if !h.AcquiredAt.IsZero() {
+				at := h.AcquiredAt.UTC()
+				hj.AcquiredAt = &at
+			}
+			j.Holders = append(j.Holders, hj)
+		}
 	}
 	if !in.AcquiredAt.IsZero() {
 		at := in.AcquiredAt.UTC()
@@ -76,9 +112,38 @@ func toJSON(in *renewlock.Info, withTTL bool) LockJSON {
 	return j
 }
 
+// holderMode is "read" or "write" for a holder of a read-write lock, ""
+// for other kinds.
+func holderMode(in *renewlock.Info, h renewlock.Holder) string {
+	switch {
+	case in.Kind != rwlockKind:
+		return ""
+	case h.Write:
+		return "write"
+	}
+	return "read"
+}
+
+// rwlockKind is renewlock.Info.Kind of a read-write lock.
+const rwlockKind = "read-write lock"
+
+// kindText describes the kind of in for status and list: "mutex",
+// "election", "semaphore 2/3" (holders/limit), "read-write lock".
+func kindText(in *renewlock.Info) string {
+	if in.Limit > 0 {
+		return fmt.Sprintf("%s %d/%d", in.Kind, len(in.Holders), in.Limit)
+	}
+	return in.Kind
+}
+
 // withClient connects to Redis and runs f with a renewlock client. what
 // names the operation in messages.
 func (o *OpConfig) withClient(what string, f func(ctx context.Context, c *renewlock.Client) error) error {
+	return o.withRedis(what, func(ctx context.Context, _ *redis.Client, c *renewlock.Client) error { return f(ctx, c) })
+}
+
+// withRedis is withClient for an f that needs the go-redis client too.
+func (o *OpConfig) withRedis(what string, f func(ctx context.Context, rdb *redis.Client, c *renewlock.Client) error) error {
 	rdb, err := NewRedisClient(o.Redis)
 	if err != nil {
 		return err
@@ -100,7 +165,7 @@ func (o *OpConfig) withClient(what string, f func(ctx context.Context, c *renewl
 	if err := pingErr(ctx, rdb); err != nil {
 		return o.failed(what, err)
 	}
-	return f(ctx, c)
+	return f(ctx, rdb, c)
 }
 
 // failed is the exit for err, a failure of what in Redis.
@@ -164,12 +229,30 @@ func List(o *OpConfig, pattern string) error {
 			}
 			return nil
 		}
+		// One row per holder: a semaphore or a read-write lock has several.
 		tw := tabwriter.NewWriter(o.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "KEY\tHOLDER\tOWNER\tTOKEN\tTTL\tWAITERS\tACQUIRED")
+		fmt.Fprintln(tw, "KEY\tKIND\tHOLDER\tOWNER\tTOKEN\tTTL\tWAITERS\tACQUIRED")
 		for i := range infos {
 			in := &infos[i]
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%d\t%s\n", displayKey(in.Key), displayKey(in.Holder), ownerPrefix(in.Owner), in.Token,
-				in.TTL.Round(time.Millisecond), in.Waiters, o.ago(in.AcquiredAt))
+			row := func(kind, holder, owner string, token uint64, ttl time.Duration, at time.Time) {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%v\t%d\t%s\n", displayKey(in.Key), kind, holder, ownerPrefix(owner), token,
+					ttl.Round(time.Millisecond), in.Waiters, o.ago(at))
+			}
+			if len(in.Holders) == 0 {
+				holder := displayKey(in.Holder)
+				if in.Kind == electionKind {
+					holder += " value=" + displayKey(in.Value)
+				}
+				row(kindText(in), holder, in.Owner, in.Token, in.TTL, in.AcquiredAt)
+				continue
+			}
+			for _, h := range in.Holders {
+				kind := kindText(in)
+				if m := holderMode(in, h); m != "" {
+					kind += " (" + m + ")"
+				}
+				row(kind, displayKey(h.Holder), h.Owner, h.Token, h.TTL, h.AcquiredAt)
+			}
 		}
 		return tw.Flush()
 	})
@@ -207,11 +290,17 @@ func ForceRelease(o *OpConfig, key string) error {
 func (o *OpConfig) printDetail(in *renewlock.Info, withTTL bool) {
 	tw := tabwriter.NewWriter(o.Stdout, 0, 0, 1, ' ', 0)
 	fmt.Fprintf(tw, "key:\t%s\n", displayKey(in.Key))
-	holder := displayKey(in.Holder)
-	if host, pid, ok := SplitHolder(in.Holder); ok {
-		holder = fmt.Sprintf("%s (host %s, pid %d)", holder, displayKey(host), pid)
+	if withTTL { // read by Inspect, which knows the kind
+		fmt.Fprintf(tw, "kind:\t%s\n", in.Kind)
+		switch {
+		case in.Kind == electionKind:
+			fmt.Fprintf(tw, "value:\t%s\n", displayKey(in.Value))
+		case len(in.Holders) > 0:
+			o.printHolders(tw, in)
+			return
+		}
 	}
-	fmt.Fprintf(tw, "holder:\t%s\n", holder)
+	fmt.Fprintf(tw, "holder:\t%s\n", holderText(in.Holder))
 	fmt.Fprintf(tw, "owner:\t%s…\n", ownerPrefix(in.Owner))
 	fmt.Fprintf(tw, "token:\t%d\n", in.Token)
 	if withTTL {
@@ -220,6 +309,32 @@ func (o *OpConfig) printDetail(in *renewlock.Info, withTTL bool) {
 	}
 	fmt.Fprintf(tw, "acquired:\t%s\n", o.ago(in.AcquiredAt))
 	_ = tw.Flush()
+}
+
+// printHolders ends the status of a semaphore or a read-write lock: its
+// limit, its waiters and a table of its holders.
+func (o *OpConfig) printHolders(tw *tabwriter.Writer, in *renewlock.Info) {
+	if in.Limit > 0 {
+		fmt.Fprintf(tw, "limit:\t%d (%d held)\n", in.Limit, len(in.Holders))
+	}
+	fmt.Fprintf(tw, "waiters:\t%d\n", in.Waiters)
+	fmt.Fprintf(tw, "holders:\t%d\n", len(in.Holders))
+	_ = tw.Flush()
+	ht := tabwriter.NewWriter(o.Stdout, 0, 0, 2, ' ', 0)
+	mode := in.Kind == rwlockKind
+	head := "  HOLDER\tOWNER\tTOKEN\tTTL\tACQUIRED"
+	if mode {
+		head = "  HOLDER\tMODE\tOWNER\tTOKEN\tTTL\tACQUIRED"
+	}
+	fmt.Fprintln(ht, head)
+	for _, h := range in.Holders {
+		m := ""
+		if mode {
+			m = holderMode(in, h) + "\t"
+		}
+		fmt.Fprintf(ht, "  %s\t%s%s\t%d\t%v\t%s\n", displayKey(h.Holder), m, ownerPrefix(h.Owner), h.Token, h.TTL.Round(time.Millisecond), o.ago(h.AcquiredAt))
+	}
+	_ = ht.Flush()
 }
 
 // ago formats an acquisition time with its age.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,7 @@ const (
 const (
 	EnvKey   = "RENEWLOCK_KEY"
 	EnvToken = "RENEWLOCK_TOKEN"
+	EnvLimit = "RENEWLOCK_LIMIT" // run --limit: the semaphore's limit
 )
 
 // DefaultGrace is the --grace used for a TTL: a tenth of it, at most
@@ -52,6 +54,7 @@ type RunConfig struct {
 	Redis   RedisTarget
 	Prefix  string        // key prefix in Redis
 	Key     string        // the lock's name
+	Limit   int           // --limit: take one of Limit permits of the semaphore Key; 0: the lock Key
 	TTL     time.Duration // lease length
 	Wait    Duration      // how long to wait for the lock; not Given: forever
 	NoWait  bool          // fail at once if the lock is held
@@ -85,6 +88,15 @@ func (c *RunConfig) Validate() error {
 	if len(c.Command) == 0 {
 		return Usagef("no command to run; usage: renewlock run --key KEY [flags] -- COMMAND [ARGS...]")
 	}
+	if c.Limit < 0 || c.Limit > renewlock.MaxPermits {
+		return Usagef("--limit %d is outside [1, %d]", c.Limit, renewlock.MaxPermits)
+	}
+	return c.validateTiming()
+}
+
+// validateTiming checks the flags that run and elect share: --wait,
+// --no-wait, --ttl, --grace.
+func (c *RunConfig) validateTiming() error {
 	if c.NoWait && c.Wait.Given {
 		return Usagef("--no-wait and --wait %v exclude each other", c.Wait.D)
 	}
@@ -202,13 +214,34 @@ func Run(ctx context.Context, c *RunConfig) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	rdb, err := NewRedisClient(c.Redis)
+	client, closeClient, err := c.connect(ctx)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	if err := ping(ctx, rdb, c.Redis); err != nil {
+	defer closeClient()
+
+	start := time.Now()
+	t, err := c.acquire(ctx, client, sigs)
+	if err != nil {
 		return err
+	}
+	if c.Verbose {
+		fmt.Fprintf(c.Stderr, "renewlock: acquired %s after %s\n", t.got, ms(time.Since(start)))
+	}
+	res := c.supervise(t, sigs)
+	return c.finish(t, res)
+}
+
+// connect checks that Redis answers and returns a renewlock client for the
+// command's lease, and a function that closes it.
+func (c *RunConfig) connect(ctx context.Context) (*renewlock.Client, func(), error) {
+	rdb, err := NewRedisClient(c.Redis)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := ping(ctx, rdb, c.Redis); err != nil {
+		rdb.Close()
+		return nil, nil, err
 	}
 	client, err := renewlock.New(rdb,
 		renewlock.WithTTL(c.TTL),
@@ -217,28 +250,131 @@ func Run(ctx context.Context, c *RunConfig) error {
 		renewlock.WithLogger(warnLogger(c.Stderr)),
 	)
 	if err != nil {
-		return Usagef("%s", libErr(err))
+		rdb.Close()
+		return nil, nil, Usagef("%s", libErr(err))
 	}
-	defer client.Close()
-
-	start := time.Now()
-	lock, err := c.acquire(ctx, client, sigs)
-	if err != nil {
-		return err
-	}
-	if c.Verbose {
-		fmt.Fprintf(c.Stderr, "renewlock: acquired %s (token %d) after %s\n", displayKey(c.Key), lock.Token(), ms(time.Since(start)))
-	}
-	res := c.supervise(lock, sigs)
-	return c.finish(lock, res)
+	return client, func() { client.Close(); rdb.Close() }, nil
 }
 
-// acquire takes the lock as --wait / --no-wait say, giving up when a
-// signal arrives.
-func (c *RunConfig) acquire(ctx context.Context, client *renewlock.Client, sigs <-chan os.Signal) (*renewlock.Lock, error) {
+// A tenure is what the command runs under: a lock, one of a semaphore's
+// permits (run --limit) or a leadership (elect). supervise and finish run
+// the command, stop it on a loss and end the tenure the same way for all.
+type tenure struct {
+	done    <-chan struct{}
+	err     func() error
+	release func(context.Context) error // Release, or Resign
+	env     []string                    // RENEWLOCK_* for the command
+	// For messages: what is held ("the lease on KEY (token N)"), what was
+	// taken ("KEY (token N)") and the ending ("releasing KEY").
+	what, got, releasing, released string
+}
+
+// Done and Err are those of the lock or leadership.
+func (t *tenure) Done() <-chan struct{} { return t.done }
+func (t *tenure) Err() error            { return t.err() }
+
+// lockTenure is the tenure of l, the lock (or permit) Key.
+func (c *RunConfig) lockTenure(l *renewlock.Lock) *tenure {
+	key, tok := displayKey(c.Key), strconv.FormatUint(l.Token(), 10)
+	t := &tenure{
+		done: l.Done(), err: l.Err, release: l.Release,
+		env:  []string{EnvKey + "=" + c.Key, EnvToken + "=" + tok},
+		what: "the lease on " + key + " (token " + tok + ")", got: key + " (token " + tok + ")",
+		releasing: "releasing " + key, released: "released " + key,
+	}
+	if c.Limit > 0 {
+		t.env = append(t.env, EnvLimit+"="+strconv.Itoa(c.Limit))
+		t.what = fmt.Sprintf("the lease on a permit of %s (token %s)", key, tok)
+		t.got = fmt.Sprintf("a permit of %s (limit %d, token %s)", key, c.Limit, tok)
+		t.releasing, t.released = "releasing the permit of "+key, "released the permit of "+key
+	}
+	return t
+}
+
+// noWait reports whether to give up at once instead of waiting.
+func (c *RunConfig) noWait() bool { return c.NoWait || (c.Wait.Given && c.Wait.D == 0) }
+
+// acquire takes the lock, or one of the semaphore's permits, as --wait /
+// --no-wait say, giving up when a signal arrives.
+func (c *RunConfig) acquire(ctx context.Context, client *renewlock.Client, sigs <-chan os.Signal) (*tenure, error) {
+	noWait := c.noWait()
+	t, sig, err := c.await(ctx, sigs, func(ctx context.Context) (*tenure, error) {
+		var lock *renewlock.Lock
+		var err error
+		switch {
+		case c.Limit > 0 && noWait:
+			lock, err = client.TryAcquirePermit(ctx, c.Key, c.Limit)
+		case c.Limit > 0:
+			lock, err = client.AcquirePermit(ctx, c.Key, c.Limit)
+		case noWait:
+			lock, err = client.TryAcquire(ctx, c.Key)
+		default:
+			lock, err = client.Acquire(ctx, c.Key)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return c.lockTenure(lock), nil
+	})
+	if sig != nil {
+		return nil, exitf(ExitSignalBase+signum(sig), "interrupted by %s while waiting for %s", signalName(sig), displayKey(c.Key))
+	}
+	switch {
+	case err == nil:
+		return t, nil
+	case c.Limit > 0 && errors.Is(err, renewlock.ErrRejected) && errors.Is(err, renewlock.ErrInvalidArgument):
+		return nil, c.limitMismatch(err)
+	case errors.Is(err, renewlock.ErrRejected): // a permission problem, a key that is no lock: waiting cannot fix it
+		return nil, redisFailure("acquiring "+displayKey(c.Key), c.Redis, err)
+	case errors.Is(err, renewlock.ErrNotAcquired):
+		note, probeErr := c.holderNote(ctx, client)
+		if probeErr != nil {
+			return nil, probeErr
+		}
+		if c.Limit > 0 {
+			return nil, exitf(ExitNotAcquired, "no permit of %s is free%s; not waiting (--no-wait)", displayKey(c.Key), note)
+		}
+		return nil, exitf(ExitNotAcquired, "%s is not free%s; not waiting (--no-wait)", displayKey(c.Key), note)
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		// Acquire retries Redis errors until the deadline, so a timeout may
+		// hide an outage: probe once to tell the two apart.
+		note, probeErr := c.holderNote(ctx, client)
+		if probeErr != nil {
+			return nil, probeErr
+		}
+		what := displayKey(c.Key)
+		if c.Limit > 0 {
+			what = "a permit of " + what
+		}
+		return nil, exitf(ExitNotAcquired, "%s not acquired within --wait %v%s", what, c.Wait.D, note)
+	case errors.Is(err, renewlock.ErrInvalidArgument):
+		return nil, Usagef("%s", libErr(err))
+	}
+	return nil, exitf(ExitUnavailable, "acquiring %s at %s: %s", displayKey(c.Key), c.Redis.Redacted(), redactErr(err, c.Redis))
+}
+
+// limitOf finds the limit in the library's "limit mismatch" error.
+var limitOf = regexp.MustCompile(`is a semaphore of limit (\d+)`)
+
+// limitMismatch is the exit for a --limit that differs from the one the
+// semaphore's holders use: a disagreement between the runs of one key,
+// which waiting does not fix, hence ExitConfig (like a name that is
+// another kind of lock).
+func (c *RunConfig) limitMismatch(err error) error {
+	theirs := "another limit"
+	if m := limitOf.FindStringSubmatch(err.Error()); m != nil {
+		theirs = "--limit " + m[1]
+	}
+	return exitf(ExitConfig, "--limit %d disagrees with the semaphore %s, which its holders took with %s; every run of one key must give the same --limit (it can change once nobody holds or waits for a permit)",
+		c.Limit, displayKey(c.Key), theirs)
+}
+
+// await runs take — an acquisition or a campaign — on a context that a
+// signal cancels, bounded by --wait when given. If a signal ended it, it
+// returns the signal, having released what take got meanwhile.
+func (c *RunConfig) await(ctx context.Context, sigs <-chan os.Signal, take func(context.Context) (*tenure, error)) (*tenure, os.Signal, error) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	noWait := c.NoWait || (c.Wait.Given && c.Wait.D == 0)
 	if c.Wait.Given && c.Wait.D > 0 {
 		actx, cancel = context.WithTimeout(actx, c.Wait.D)
 		defer cancel()
@@ -255,47 +391,19 @@ func (c *RunConfig) acquire(ctx context.Context, client *renewlock.Client, sigs 
 		case <-stop:
 		}
 	}()
-	var lock *renewlock.Lock
-	var err error
-	if noWait {
-		lock, err = client.TryAcquire(actx, c.Key)
-	} else {
-		lock, err = client.Acquire(actx, c.Key)
-	}
+	t, err := take(actx)
 	close(stop)
 	<-watcherDone
 
 	select {
 	case s := <-interrupted:
-		if lock != nil {
-			c.release(lock)
+		if t != nil {
+			c.release(t)
 		}
-		return nil, exitf(ExitSignalBase+signum(s), "interrupted by %s while waiting for %s", signalName(s), displayKey(c.Key))
+		return nil, s, err
 	default:
 	}
-	switch {
-	case err == nil:
-		return lock, nil
-	case errors.Is(err, renewlock.ErrRejected): // a permission problem, a key that is no lock: waiting cannot fix it
-		return nil, redisFailure("acquiring "+displayKey(c.Key), c.Redis, err)
-	case errors.Is(err, renewlock.ErrNotAcquired):
-		note, probeErr := c.holderNote(ctx, client)
-		if probeErr != nil {
-			return nil, probeErr
-		}
-		return nil, exitf(ExitNotAcquired, "%s is not free%s; not waiting (--no-wait)", displayKey(c.Key), note)
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-		// Acquire retries Redis errors until the deadline, so a timeout may
-		// hide an outage: probe once to tell the two apart.
-		note, probeErr := c.holderNote(ctx, client)
-		if probeErr != nil {
-			return nil, probeErr
-		}
-		return nil, exitf(ExitNotAcquired, "%s not acquired within --wait %v%s", displayKey(c.Key), c.Wait.D, note)
-	case errors.Is(err, renewlock.ErrInvalidArgument):
-		return nil, Usagef("%s", libErr(err))
-	}
-	return nil, exitf(ExitUnavailable, "acquiring %s at %s: %s", displayKey(c.Key), c.Redis.Redacted(), redactErr(err, c.Redis))
+	return t, nil, err
 }
 
 // holderNote describes the current holder for a "not acquired" message. It
@@ -309,6 +417,19 @@ func (c *RunConfig) holderNote(ctx context.Context, client *renewlock.Client) (s
 		return " (it is free now)", nil
 	case err != nil:
 		return "", redisFailure("acquiring "+displayKey(c.Key), c.Redis, err)
+	}
+	if len(info.Holders) > 0 {
+		var hs []string
+		first := info.Holders[0].TTL
+		for _, h := range info.Holders {
+			hs = append(hs, fmt.Sprintf("%s (token %d)", displayKey(h.Holder), h.Token))
+			first = min(first, h.TTL)
+		}
+		what := info.Kind
+		if info.Limit > 0 {
+			what = fmt.Sprintf("%s of limit %d", info.Kind, info.Limit)
+		}
+		return fmt.Sprintf(": the %s is held by %s; the first lease ends in %v", what, strings.Join(hs, ", "), first.Round(time.Millisecond)), nil
 	}
 	return fmt.Sprintf(": held by %s (owner %s, token %d, lease ends in %v)", info.Holder, ownerPrefix(info.Owner), info.Token, info.TTL.Round(time.Millisecond)), nil
 }
@@ -330,16 +451,15 @@ type childResult struct {
 const resumeSettle = 20 * time.Millisecond
 
 // Test hooks, called right before and right after the command starts.
-var testHookBeforeStart, testHookAfterStart func(*renewlock.Lock)
+var testHookBeforeStart, testHookAfterStart func(*tenure)
 
 // supervise runs the command until it exits, forwarding signals to it and
-// stopping every process it started if the lease is lost.
-func (c *RunConfig) supervise(lock *renewlock.Lock, sigs chan os.Signal) childResult {
+// stopping every process it started if the tenure (lease, leadership) is
+// lost. run and elect both run their command through it.
+func (c *RunConfig) supervise(lock *tenure, sigs chan os.Signal) childResult {
 	cmd := exec.Command(c.Command[0], c.Command[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, c.Stdout, c.Stderr
-	cmd.Env = append(append([]string(nil), c.Environ...),
-		EnvKey+"="+c.Key,
-		EnvToken+"="+strconv.FormatUint(lock.Token(), 10))
+	cmd.Env = append(append([]string(nil), c.Environ...), lock.env...)
 	ch := newChild(cmd, c.Stdin, c.Stdout, c.Stderr, sigs)
 
 	// Never start the command without a lease: acquiring, or a slow
@@ -431,14 +551,13 @@ func (c *RunConfig) supervise(lock *renewlock.Lock, sigs chan os.Signal) childRe
 	}
 }
 
-// finish releases the lock and turns the command's end into renewlock's
-// exit status.
-func (c *RunConfig) finish(lock *renewlock.Lock, res childResult) error {
+// finish releases the lock (resigns the leadership) and turns the
+// command's end into renewlock's exit status.
+func (c *RunConfig) finish(lock *tenure, res childResult) error {
 	relErr := c.release(lock)
-	key := displayKey(c.Key)
 	switch {
 	case res.notStarted:
-		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost before the command could start, so it was not started: %s", key, lock.Token(), libErr(res.lost))
+		return exitf(ExitLeaseLost, "%s was lost before the command could start, so it was not started: %s", lock.what, libErr(res.lost))
 	case res.startErr != nil:
 		code := ExitCannotExecute
 		if errors.Is(res.startErr, exec.ErrNotFound) || errors.Is(res.startErr, fs.ErrNotExist) {
@@ -448,16 +567,16 @@ func (c *RunConfig) finish(lock *renewlock.Lock, res childResult) error {
 	case res.exit.err != nil:
 		return exitf(ExitSoftware, "waiting for the command: %v", res.exit.err)
 	case res.lostAtStart:
-		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost as the command started, so it was killed at once (%s)", key, lock.Token(), res.exit.how)
+		return exitf(ExitLeaseLost, "%s was lost as the command started, so it was killed at once (%s)", lock.what, res.exit.how)
 	case res.lost != nil:
-		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost while the command ran, so it was stopped (%s)", key, lock.Token(), res.exit.how)
+		return exitf(ExitLeaseLost, "%s was lost while the command ran, so it was stopped (%s)", lock.what, res.exit.how)
 	case errors.Is(relErr, renewlock.ErrLeaseLost):
-		return exitf(ExitLeaseLost, "the lease on %s (token %d) was lost before the command's end was released (%s): %s", key, lock.Token(), res.exit.how, libErr(relErr))
+		return exitf(ExitLeaseLost, "%s was lost before the command's end was released (%s): %s", lock.what, res.exit.how, libErr(relErr))
 	}
 	if relErr != nil {
-		fmt.Fprintf(c.Stderr, "renewlock: warning: releasing %s: %s; the lease expires by itself within %v\n", key, redactMsg(libErr(relErr), c.Redis), c.TTL)
+		fmt.Fprintf(c.Stderr, "renewlock: warning: %s: %s; the lease expires by itself within %v\n", lock.releasing, redactMsg(libErr(relErr), c.Redis), c.TTL)
 	} else if c.Verbose {
-		fmt.Fprintf(c.Stderr, "renewlock: released %s (%s)\n", key, res.exit.how)
+		fmt.Fprintf(c.Stderr, "renewlock: %s (%s)\n", lock.released, res.exit.how)
 	}
 	if res.exit.code == 0 {
 		return nil
@@ -465,12 +584,13 @@ func (c *RunConfig) finish(lock *renewlock.Lock, res childResult) error {
 	return &ExitError{Code: res.exit.code}
 }
 
-// release gives the lock up on a fresh context: the command has ended, and
-// even an interrupted renewlock must not leave the lease to expire.
-func (c *RunConfig) release(lock *renewlock.Lock) error {
+// release gives the lock up (resigns) on a fresh context: the command has
+// ended, and even an interrupted renewlock must not leave the lease to
+// expire.
+func (c *RunConfig) release(lock *tenure) error {
 	ctx, cancel := context.WithTimeout(context.Background(), min(c.TTL, MaxReleaseTime))
 	defer cancel()
-	return lock.Release(ctx)
+	return lock.release(ctx)
 }
 
 // libErr is the text of a library error without its "renewlock: " prefix,

@@ -16,7 +16,7 @@ import (
 
 // runLosingLease runs `sh -c script file` under Run, with the lease lost
 // (the key deleted, and Done closed) by the hook that hook points at.
-func runLosingLease(t *testing.T, hook *func(*renewlock.Lock), script string) (err error, file, stderr string) {
+func runLosingLease(t *testing.T, hook *func(*tenure), script string) (err error, file, stderr string) {
 	srv := redistest.Start(t)
 	key := strings.ReplaceAll(t.Name(), "/", "-")
 	dir := t.TempDir()
@@ -26,7 +26,7 @@ func runLosingLease(t *testing.T, hook *func(*renewlock.Lock), script string) (e
 		t.Fatal(err)
 	}
 	defer errFile.Close()
-	*hook = func(l *renewlock.Lock) {
+	*hook = func(l *tenure) {
 		if err := srv.Client().Del(context.Background(), "renewlock:"+key).Err(); err != nil {
 			t.Error(err)
 		}
