@@ -44,10 +44,18 @@ func TestRunTerminalCtrlZ(t *testing.T) {
 	srv := redistest.Start(t)
 	key := uniqueKey(t)
 	dir := t.TempDir()
-	script := `trap 'exit 7' TERM; echo $$ > "$0/pid"; while :; do sleep 0.01; done`
-	r := startIn(t, ttyMode, env(srv), "run", "-k", key, "--", "sh", "-c", script, dir)
+	// The command's loop never forks: a Ctrl-Z that lands while a shell
+	// is between vfork and exec stops only the unexec'd child, and leaves
+	// the shell in state D, which no job control can see.
+	script := `trap 'exit 7' TERM; echo $$ > "$0/pid"; ` + forklessPause
+	mkfifo(t, filepath.Join(dir, "fifo"))
+	r := startIn(t, ttyMode, env(srv), "run", "-k", key, "--", "bash", "-c", script, dir)
 	sh := readPID(t, filepath.Join(dir, "pid"))
 	state := func(pid int) byte { st, _ := readStat(pid); return st.state }
+	// Ctrl-Z is for the command once it has the terminal.
+	if !waitFor(10*time.Second, func() bool { st, _ := readStat(sh); return st.tpgid == st.pgrp && st.pgrp == sh }) {
+		t.Fatalf("the command never got the terminal; terminal:\n%s", r.output())
+	}
 	if _, err := r.tty.master.Write([]byte{26}); err != nil { // Ctrl-Z
 		t.Fatal(err)
 	}
@@ -129,9 +137,16 @@ sleep 600`
 func TestRunTerminalNoShellCtrlZ(t *testing.T) {
 	srv := redistest.Start(t)
 	dir := t.TempDir()
-	script := `trap 'exit 7' INT; echo $$ > "$0/pid"; i=0; while :; do i=$((i+1)); echo $i > "$0/tick"; sleep 0.01; done`
-	tt := startTTY(t, env(srv), bin, "run", "-k", uniqueKey(t), "--", "sh", "-c", script, dir)
-	readPID(t, filepath.Join(dir, "pid"))
+	script := `trap 'exit 7' INT; echo $$ > "$0/pid"; exec 3<>"$0/fifo"; i=0; while :; do i=$((i+1)); echo $i > "$0/tick"; read -t 0.01 -u 3; done`
+	mkfifo(t, filepath.Join(dir, "fifo"))
+	tt := startTTY(t, env(srv), bin, "run", "-k", uniqueKey(t), "--", "bash", "-c", script, dir)
+	pid := readPID(t, filepath.Join(dir, "pid"))
+	// Ctrl-Z is for the command once it has the terminal; before that it
+	// would reach renewlock's group (a loaded machine widens the window).
+	if !waitFor(10*time.Second, func() bool { st, _ := readStat(pid); return st.tpgid == st.pgrp && st.pgrp == pid }) {
+		st, _ := readStat(pid)
+		t.Fatalf("the command (group %d) never got the terminal (foreground group %d); terminal:\n%s", st.pgrp, st.tpgid, tt.output())
+	}
 	tick := func() int {
 		b, _ := os.ReadFile(filepath.Join(dir, "tick"))
 		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
@@ -149,5 +164,16 @@ func TestRunTerminalNoShellCtrlZ(t *testing.T) {
 	}
 	if code := tt.wait(t, 10*time.Second); code != 7 {
 		t.Fatalf("exit %d, want the command's 7; terminal:\n%s", code, tt.output())
+	}
+}
+
+// forklessPause waits forever without starting a process: bash reads, with
+// a timeout, a FIFO ($0/fifo, made by the test) that nobody writes.
+const forklessPause = `exec 3<>"$0/fifo"; while :; do read -t 0.01 -u 3; done`
+
+func mkfifo(t *testing.T, path string) {
+	t.Helper()
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
