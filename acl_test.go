@@ -207,8 +207,10 @@ func lockWork(ctx context.Context, admin, a, b *redis.Client) error {
 	return nil
 }
 
-// viewWork does what status and list do.
-func viewWork(ctx context.Context, admin, v *redis.Client, held string) error {
+// viewWork does what status, list, watch, exporter and leader --watch
+// do: held is a held mutex, sem a semaphore with a holder, el an election
+// with a leader.
+func viewWork(ctx context.Context, admin, v *redis.Client, held, sem, el string) error {
 	if err := admin.ScriptFlush(ctx).Err(); err != nil {
 		return err
 	}
@@ -223,10 +225,30 @@ func viewWork(ctx context.Context, admin, v *redis.Client, held string) error {
 	if _, err := c.Inspect(ctx, held); err != nil {
 		return fmt.Errorf("inspect: %w", err)
 	}
-	if infos, err := c.List(ctx, ""); err != nil || len(infos) != 1 {
+	if infos, err := c.List(ctx, ""); err != nil || len(infos) != 3 {
 		return fmt.Errorf("list: %v, %w", infos, err)
 	}
-	return nil
+	if info, err := c.Inspect(ctx, sem); err != nil || len(info.Holders) != 1 {
+		return fmt.Errorf("inspect a semaphore: %+v, %w", info, err)
+	}
+	if _, err := c.Leader(ctx, el); err != nil {
+		return fmt.Errorf("leader: %w", err)
+	}
+	// Observe reads at once, and again once its subscription is confirmed:
+	// without the rights to subscribe, it still answers (by reading), so
+	// check the subscription itself.
+	octx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	changes := c.Observe(octx, el)
+	if ld := <-changes; ld.Value != "v" {
+		return fmt.Errorf("observe: %+v", ld)
+	}
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if n := admin.PubSubNumSub(ctx, "renewlock:leader:"+el).Val()["renewlock:leader:"+el]; n > 0 {
+			return nil
+		}
+	}
+	return errors.New("observe: never subscribed")
 }
 
 // The README's ACLs are exactly what each kind of user needs: every
@@ -267,17 +289,27 @@ func TestLeastPrivilegeACL(t *testing.T) {
 	t.Run("viewer and operator", func(t *testing.T) {
 		setUser(t, admin, users["locker"], "")
 		holder := newClient(t, login("locker"))
-		held := "acl/held"
+		held, sem, el := "acl/held", "acl/sem", "acl/el"
 		l, err := holder.Acquire(ctx, held)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer l.Release(ctx)
+		p, err := holder.AcquirePermit(ctx, sem, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Release(ctx)
+		lead, err := holder.Campaign(ctx, el, "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lead.Resign(ctx)
 		for _, u := range []string{"lockviewer", "lockops"} {
 			setUser(t, admin, users[u], "")
 		}
 		aclDenials(t, admin)
-		if err := viewWork(ctx, admin, login("lockviewer"), held); err != nil {
+		if err := viewWork(ctx, admin, login("lockviewer"), held, sem, el); err != nil {
 			t.Fatalf("lockviewer: %v", err)
 		}
 		if d := aclDenials(t, admin); len(d) > 0 {
@@ -286,14 +318,14 @@ func TestLeastPrivilegeACL(t *testing.T) {
 		for _, r := range rights(users["lockviewer"]) {
 			_ = admin.Do(ctx, "ACL", "DELUSER", "lockviewer").Err()
 			setUser(t, admin, users["lockviewer"], r)
-			err := viewWork(ctx, admin, login("lockviewer"), held)
+			err := viewWork(ctx, admin, login("lockviewer"), held, sem, el)
 			if d := aclDenials(t, admin); err == nil && len(d) == 0 {
 				t.Errorf("lockviewer: without %s everything still works", r)
 			}
 		}
 		// The operator can also force a release, and do all a locker does.
 		ops := newClient(t, login("lockops"))
-		if err := viewWork(ctx, admin, login("lockops"), held); err != nil {
+		if err := viewWork(ctx, admin, login("lockops"), held, sem, el); err != nil {
 			t.Fatalf("lockops: %v", err)
 		}
 		if _, err := ops.ForceRelease(ctx, held); err != nil {
