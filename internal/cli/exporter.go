@@ -78,16 +78,11 @@ func Exporter(ctx context.Context, cfg *ExporterConfig) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	rdb, err := NewRedisClient(cfg.Redis)
+	rdb, client, closeAll, err := openOperator(cfg.Redis, cfg.Prefix)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	client, err := renewlock.New(rdb, renewlock.WithKeyPrefix(cfg.Prefix), renewlock.WithLogger(nil))
-	if err != nil {
-		return Usagef("%s", libErr(err))
-	}
-	defer client.Close()
+	defer closeAll()
 	// A wrong password or a missing right is fixed by the operator, not by
 	// waiting: fail at once. Redis down is what the exporter reports.
 	if err := ping(ctx, rdb, cfg.Redis); err != nil {

@@ -142,18 +142,29 @@ func (o *OpConfig) withClient(what string, f func(ctx context.Context, c *renewl
 	return o.withRedis(what, func(ctx context.Context, _ *redis.Client, c *renewlock.Client) error { return f(ctx, c) })
 }
 
+// openOperator returns a go-redis client for target and a quiet renewlock
+// Client on it with prefix, for the commands that read or remove locks
+// (status, list, release, watch, exporter); close releases both.
+func openOperator(target RedisTarget, prefix string) (rdb *redis.Client, c *renewlock.Client, close func(), err error) {
+	rdb, err = NewRedisClient(target)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c, err = renewlock.New(rdb, renewlock.WithKeyPrefix(prefix), renewlock.WithLogger(nil))
+	if err != nil {
+		_ = rdb.Close()
+		return nil, nil, nil, Usagef("%s", libErr(err))
+	}
+	return rdb, c, func() { _ = c.Close(); _ = rdb.Close() }, nil
+}
+
 // withRedis is withClient for an f that needs the go-redis client too.
 func (o *OpConfig) withRedis(what string, f func(ctx context.Context, rdb *redis.Client, c *renewlock.Client) error) error {
-	rdb, err := NewRedisClient(o.Redis)
+	rdb, c, closeAll, err := openOperator(o.Redis, o.Prefix)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	c, err := renewlock.New(rdb, renewlock.WithKeyPrefix(o.Prefix), renewlock.WithLogger(nil))
-	if err != nil {
-		return Usagef("%s", libErr(err))
-	}
-	defer c.Close()
+	defer closeAll()
 	timeout := o.Timeout
 	if timeout <= 0 {
 		timeout = DefaultOpTimeout

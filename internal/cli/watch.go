@@ -109,16 +109,11 @@ func Watch(ctx context.Context, cfg *WatchConfig) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	rdb, err := NewRedisClient(cfg.Redis)
+	rdb, client, closeAll, err := openOperator(cfg.Redis, cfg.Prefix)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	client, err := renewlock.New(rdb, renewlock.WithKeyPrefix(cfg.Prefix), renewlock.WithLogger(nil))
-	if err != nil {
-		return Usagef("%s", libErr(err))
-	}
-	defer client.Close()
+	defer closeAll()
 	if err := ping(ctx, rdb, cfg.Redis); err != nil {
 		return err
 	}

@@ -397,7 +397,12 @@ func (t *Telemetry) lost(e renewlock.LostEvent) {
 }
 
 func (t *Telemetry) released(e renewlock.ReleaseEvent) {
-	end := time.Now()
+	// The hold runs from the acquisition (Held before the release began)
+	// to the end of the release.
+	end, start := time.Now(), time.Now().Add(-e.Held)
+	if !e.Start.IsZero() {
+		end, start = e.Start.Add(e.Duration), e.Start.Add(-e.Held)
+	}
 	o := outcome.Release(e.Err)
 	ctx := e.Ctx
 	if ctx == nil {
@@ -412,7 +417,7 @@ func (t *Telemetry) released(e renewlock.ReleaseEvent) {
 	if t.tracer == nil {
 		return
 	}
-	_, span := t.tracer.Start(ctx, SpanHold, trace.WithTimestamp(end.Add(-e.Held)), trace.WithSpanKind(trace.SpanKindInternal))
+	_, span := t.tracer.Start(ctx, SpanHold, trace.WithTimestamp(start), trace.WithSpanKind(trace.SpanKindInternal))
 	if span.IsRecording() {
 		attrs := make([]attribute.KeyValue, 0, 6)
 		attrs = t.keyAttr(attrs, e.Key)
