@@ -647,3 +647,30 @@ func TestPartitionedAndPausedHolder(t *testing.T) {
 		t.Fatalf("Release of the lost lock = %v", err)
 	}
 }
+
+// A master that is down when the lock is released is left to its lease:
+// the release confirmed by a quorum succeeds, and another client can take
+// the key at once.
+func TestReleaseWithAMasterDown(t *testing.T) {
+	cl := startMasters(t, 3)
+	c, other := cl.newClient(short...), cl.newClient(short...)
+	ctx := ctxT(t, 10*time.Second)
+	key := uniqueKey(t)
+	l, err := c.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.waitHeldOnAll(t, key)
+	cl.servers[2].Kill()
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("Release with one master of 3 down = %v", err)
+	}
+	if !errors.Is(l.Err(), renewlock.ErrReleased) {
+		t.Fatalf("Err = %v", l.Err())
+	}
+	l2, err := other.TryAcquire(ctx, key)
+	if err != nil {
+		t.Fatalf("the key was not free on a quorum after the release: %v", err)
+	}
+	_ = l2.Release(ctx)
+}

@@ -399,9 +399,11 @@ func (l *Lock) closed() {
 // it: work done under the lock may then not have been exclusive. Calling
 // Release again, also concurrently, returns the same result.
 //
-// If ctx ends or masters cannot be reached, the error says which, renewal
-// stays stopped (the leases there end within one TTL), Done is closed, and
-// a later Release tries those masters again.
+// Masters that cannot be reached are left to their leases, which end
+// within one TTL since renewal has stopped: if a quorum confirmed the
+// release, that is only logged. If fewer did (ctx ended, a majority down),
+// the error says which masters did not answer, Done is closed, and a later
+// Release tries them again.
 func (l *Lock) Release(ctx context.Context) error {
 	if ctx == nil {
 		return fmt.Errorf("%w: nil context", renewlock.ErrInvalidArgument)
@@ -425,7 +427,13 @@ func (l *Lock) Release(ctx context.Context) error {
 	l.mu.Unlock()
 	l.stopStragglers()
 
-	errs := releaseParts(ctx, parts, l.set)
+	errs := l.releaseQuorum(ctx, parts)
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		}
+	}
 	lostParts := 0
 	var unknown, lostErrs []error
 	for i, err := range errs {
@@ -434,12 +442,21 @@ func (l *Lock) Release(ctx context.Context) error {
 		case errors.Is(err, renewlock.ErrLeaseLost):
 			lostParts++
 			lostErrs = append(lostErrs, fmt.Errorf("%s: %w", parts[i].m.name, err))
+		case errors.Is(err, errUnanswered) && ok >= l.quorum:
+			// Still on its way, and not needed.
 		default:
 			unknown = append(unknown, fmt.Errorf("%s: %w", parts[i].m.name, err))
 		}
 	}
 	var result error
-	final := len(unknown) == 0
+	// Masters that did not answer hold at most a minority of leases
+	// once a quorum confirmed: those end within one TTL and stop nobody.
+	final := len(unknown) == 0 || ok >= l.quorum
+	if len(unknown) > 0 && final {
+		l.set.Logger.Warn("redlock: released on a quorum; some masters did not confirm, their leases end within one TTL",
+			"key", l.key, "token", l.token, "err", errors.Join(unknown...))
+		unknown = nil
+	}
 	l.mu.Lock()
 	switch {
 	case lostErr != nil:
@@ -469,6 +486,50 @@ func (l *Lock) Release(ctx context.Context) error {
 		l.c.forget(l)
 	}
 	return result
+}
+
+// errUnanswered is the result of a part whose release had not answered
+// when Release stopped waiting.
+var errUnanswered = errors.New("no answer yet (the release goes on in the background, bounded by one TTL)")
+
+// releaseQuorum releases parts in parallel and waits until a quorum
+// confirmed, all answered, or ctx ends. The releases that have not answered
+// by then go on in the background, each bounded by one TTL; their result is
+// errUnanswered.
+func (l *Lock) releaseQuorum(ctx context.Context, parts []*part) []error {
+	type result struct {
+		i   int
+		err error
+	}
+	results := make(chan result, len(parts))
+	for i, p := range parts {
+		l.c.spawn(func() {
+			rctx, cancel := context.WithTimeout(context.Background(), min(l.set.TTL, closeTimeout))
+			defer cancel()
+			results <- result{i, p.l.Release(rctx)}
+		})
+	}
+	errs := make([]error, len(parts))
+	for i := range errs {
+		errs[i] = errUnanswered
+	}
+	for ok, n := 0, 0; n < len(parts) && ok < l.quorum; n++ {
+		select {
+		case r := <-results:
+			errs[r.i] = r.err
+			if r.err == nil {
+				ok++
+			}
+		case <-ctx.Done():
+			for i := range errs {
+				if errs[i] == errUnanswered {
+					errs[i] = fmt.Errorf("%w (%w)", ctx.Err(), errUnanswered)
+				}
+			}
+			return errs
+		}
+	}
+	return errs
 }
 
 // releaseParts releases parts in parallel, each bounded by ctx and by one
