@@ -93,8 +93,11 @@ func (r *round) deliver(rp reply) {
 // failure describes a lost attempt.
 type failure struct {
 	n, quorum int
-	held      int  // masters where another holds the key
-	gateHeld  bool // the gate master was one of them
+	held      int             // masters where another holds the key
+	heldOn    []*master       // those masters
+	gateHeld  bool            // the gate master was one of them: the attempt yields
+	gate      *renewlock.Lock // the gate, taken by this attempt and kept for the caller
+	reachable int             // masters that took the key or said it is held
 	errs      []error
 	rejected  int // of errs, how many retrying cannot fix
 	closed    bool
@@ -111,6 +114,9 @@ func (f *failure) error(c *Client, key string) error {
 		return renewlock.ErrClientClosed
 	case f.held > f.n-f.quorum:
 		return fmt.Errorf("%w: key %q is held by others on %d of %d masters (quorum %d)", renewlock.ErrNotAcquired, key, f.held, f.n, f.quorum)
+	case f.gateHeld:
+		return fmt.Errorf("%w: key %q is held or waited for on its gate, %s (waiters are served in order there)",
+			renewlock.ErrNotAcquired, key, c.gate(key).name)
 	case f.writeBack:
 		return fmt.Errorf("redlock: acquire %q: a quorum took it, but fewer than %d of %d masters acknowledged the token write-back: %w",
 			key, f.quorum, f.n, errors.Join(f.errs...))
@@ -126,30 +132,39 @@ func decideTimeout(set bridge.Settings) time.Duration {
 	return min(max(set.TTL/10, 50*time.Millisecond), set.Validity/2)
 }
 
-// attempt makes one attempt on every master. gate, if not nil, is a lock
-// already held on one master (handed over by its queue); it joins the lock
-// if the attempt is won and is left to the caller otherwise. syncRelease
-// says a lost attempt releases what it took before returning.
-func (c *Client) attempt(ctx context.Context, key string, opts []renewlock.Option, set bridge.Settings, gate *renewlock.Lock, syncRelease bool) (*Lock, *failure) {
+// attempt makes one attempt on every master. have are locks already held
+// on some masters (the gate, handed over by its queue, and at times one
+// more); they join the lock if the attempt is won and are left to the
+// caller otherwise. keep says the caller waits (Acquire): a lost attempt
+// then releases what it took before returning, except the gate, which it
+// returns in failure.gate for the caller to keep.
+//
+// The gate rule: an attempt that the gate master answers "held or queued
+// by another" is lost even if a quorum of the others took the key. Whoever
+// holds the gate is either the holder of the lock (which holds a quorum
+// anyway) or the waiter the gate's queue served next, trying the others;
+// yielding to it is what makes waiting first come, first served instead of
+// a race the releaser usually wins. Safety never rests on the gate: a
+// quorum is required either way, and a gate master that fails or does not
+// answer vetoes nothing.
+func (c *Client) attempt(ctx context.Context, key string, opts []renewlock.Option, set bridge.Settings, have map[*master]*renewlock.Lock, keep bool) (*Lock, *failure) {
 	n := len(c.masters)
 	f := &failure{n: n, quorum: c.quorum}
 	start := time.Now()
 	actx, acancel := context.WithDeadline(c.ctx, start.Add(set.Validity))
 	stopCaller := context.AfterFunc(ctx, acancel)
 	r := &round{set: set, replies: make(chan reply, n)}
-	gateIdx := -1
+	gm := c.gate(key)
+	gateDone := false // the gate is held by this attempt, or has answered
 	var won []*part
-	if gate != nil {
-		gm := c.gate(key)
-		gateIdx = gm.i
-		if gate.Err() == nil {
-			won = append(won, &part{m: gm, l: gate})
-		} else {
-			f.errs = append(f.errs, fmt.Errorf("%s: the lock handed over by its queue was lost: %w", gm.name, gate.Err()))
-		}
-	}
 	for _, m := range c.masters {
-		if m.i == gateIdx {
+		if hl := have[m]; hl != nil {
+			gateDone = gateDone || m == gm
+			if hl.Err() == nil {
+				won = append(won, &part{m: m, l: hl})
+			} else {
+				f.errs = append(f.errs, fmt.Errorf("%s: the lock handed over by its queue was lost: %w", m.name, hl.Err()))
+			}
 			continue
 		}
 		c.spawn(func() {
@@ -157,18 +172,20 @@ func (c *Client) attempt(ctx context.Context, key string, opts []renewlock.Optio
 			r.deliver(reply{m: m, l: l, err: err})
 		})
 	}
-	gm := c.gate(key)
 	answered := len(won) + len(f.errs)
 	timer := time.NewTimer(decideTimeout(set))
 	defer timer.Stop()
-	var unanswered error // why the attempt stopped waiting for masters
+	var grace <-chan time.Time // waiting for the gate's answer after a quorum
+	var unanswered error       // why the attempt stopped waiting for masters
 	take := func(rp reply) {
 		answered++
+		gateDone = gateDone || rp.m == gm
 		switch {
 		case rp.err == nil:
 			won = append(won, &part{m: rp.m, l: rp.l})
 		case errors.Is(rp.err, renewlock.ErrNotAcquired):
 			f.held++
+			f.heldOn = append(f.heldOn, rp.m)
 			f.gateHeld = f.gateHeld || rp.m == gm
 		case errors.Is(rp.err, renewlock.ErrClientClosed):
 			f.closed = true
@@ -181,10 +198,26 @@ func (c *Client) attempt(ctx context.Context, key string, opts []renewlock.Optio
 		}
 	}
 wait:
-	for len(won) < c.quorum && answered-len(won) <= n-c.quorum && answered < n {
+	for answered < n && !f.gateHeld {
+		if len(won) >= c.quorum || answered-len(won) > n-c.quorum {
+			// Decided, but for the gate's answer: it may veto a win,
+			// and it tells a loser to wait in its queue.
+			if gateDone {
+				break
+			}
+			if grace == nil {
+				// The gate normally answers with the others; one that
+				// does not (paused, slow) is not waited for long.
+				g := time.NewTimer(min(decideTimeout(set), max(2*time.Millisecond, 2*time.Since(start))))
+				defer g.Stop()
+				grace = g.C
+			}
+		}
 		select {
 		case rp := <-r.replies:
 			take(rp)
+		case <-grace:
+			break wait
 		case <-timer.C:
 			unanswered = fmt.Errorf("no reply within %v", decideTimeout(set))
 			break wait
@@ -207,7 +240,7 @@ wait:
 		}
 	}
 	var l *Lock
-	if len(won) >= c.quorum && !f.closed {
+	if len(won) >= c.quorum && !f.closed && !f.gateHeld {
 		l = newLock(c, key, set, acancel, won)
 		r.won = l
 	}
@@ -222,13 +255,21 @@ wait:
 		if c.ctx.Err() != nil {
 			f.closed = true
 		}
+		// Next in line only if a quorum is in reach once the holder
+		// releases: a waiter cut off from most masters must not keep the
+		// gate from the others.
+		f.reachable = len(won) + f.held
 		var taken []*part
 		for _, p := range won {
-			if p.l != gate {
+			switch {
+			case have[p.m] != nil:
+			case keep && p.m == gm && f.reachable >= c.quorum:
+				f.gate = p.l // next in line: the caller keeps it
+			default:
 				taken = append(taken, p)
 			}
 		}
-		if syncRelease {
+		if keep {
 			releaseParts(context.Background(), taken, set)
 		} else if len(taken) > 0 {
 			c.spawn(func() { releaseParts(context.Background(), taken, set) })
@@ -250,10 +291,6 @@ wait:
 		f.errs = append(f.errs, err)
 		if ctx.Err() != nil {
 			f.errs = append(f.errs, ctx.Err())
-		}
-		if gate != nil {
-			// The gate went down with the lock: nothing left to hand back.
-			f.held = 0
 		}
 		return nil, f
 	}

@@ -22,10 +22,10 @@ import (
 const (
 	minBackoff = time.Millisecond
 	maxBackoff = 100 * time.Millisecond
-	// quickRetries is how often a waiter that was handed the gate master
-	// retries the others right away (after 1, 2, 4 ms): the holder that
-	// handed it over releases them at the same moment.
-	quickRetries = 3
+	// minGateBackoff is the first wait of a waiter that holds the gate
+	// master before it asks the others again: the holder that handed the
+	// gate over releases them at the same moment.
+	minGateBackoff = 500 * time.Microsecond
 	// closeTimeout bounds the releases Close and a lost lock make.
 	closeTimeout = 5 * time.Second
 )
@@ -45,6 +45,7 @@ type Client struct {
 	mu     sync.Mutex
 	closed bool
 	locks  map[*Lock]struct{} // held, for Close
+	queued map[string]int     // Acquire calls waiting in a gate's queue, by key
 	wg     sync.WaitGroup     // attempts in flight, background releases
 
 	closeOnce sync.Once
@@ -106,7 +107,7 @@ func New(masters []redis.UniversalClient, opts ...renewlock.Option) (*Client, er
 			}
 		}
 	}
-	c := &Client{quorum: len(masters)/2 + 1, locks: make(map[*Lock]struct{})}
+	c := &Client{quorum: len(masters)/2 + 1, locks: make(map[*Lock]struct{}), queued: make(map[string]int)}
 	for i, m := range masters {
 		rl, err := renewlock.New(m, opts...)
 		if err != nil {
@@ -180,9 +181,12 @@ func (c *Client) TryAcquire(ctx context.Context, key string, opts ...renewlock.O
 // Each attempt asks every master in parallel and never waits in a master's
 // queue while holding another master: two waiters that each held a
 // minority would wait for each other forever. Between attempts a waiter
-// waits in the renewlock queue of ONE master chosen per key (the gate), so
-// it wakes the moment the holder releases there, or sleeps a short random
-// backoff. When ctx ends first the error wraps ctx.Err(), and whatever the
+// waits in the renewlock queue of ONE master chosen per key, the gate: the
+// holder's release there hands the gate to the first waiter, which then
+// takes the others as the holder releases them, while later attempts yield
+// to it. So waiters are served in arrival order, woken by the release
+// rather than by a timer. A waiter that is not stopped by the gate (the
+// gate master is down, say) sleeps a short random backoff instead. When ctx ends first the error wraps ctx.Err(), and whatever the
 // attempts took is released. A Redis error that retrying cannot fix on so
 // many masters that no quorum is left is returned at once.
 func (c *Client) Acquire(ctx context.Context, key string, opts ...renewlock.Option) (*Lock, error) {
@@ -191,19 +195,39 @@ func (c *Client) Acquire(ctx context.Context, key string, opts ...renewlock.Opti
 		return nil, err
 	}
 	gm := c.gate(key)
-	var gate *renewlock.Lock // the gate master's lock, handed over by its queue
-	quick := 0
+	// have holds the locks this waiter keeps between attempts: the gate
+	// (it is next in line), and masters that the holder released to it
+	// through their queues.
+	have := make(map[*master]*renewlock.Lock)
+	drop := func() {
+		for m, hl := range have {
+			c.releaseHeld(hl, set)
+			delete(have, m)
+		}
+	}
+	gateBackoff := minGateBackoff
 	backoff := minBackoff
 	maxWait := min(maxBackoff, set.Interval/2)
 	var last error // the last attempt's failure, for the error when ctx ends
+	if c.queuedFor(key) > 0 {
+		// Others of this Client wait in the gate's queue already: join
+		// them there rather than snatch the other masters from the one
+		// the gate serves next.
+		if g := c.waitGate(ctx, gm, key, opts, set); g != nil {
+			have[gm] = g
+		}
+	}
 	for {
-		l, f := c.attempt(ctx, key, opts, set, gate, true)
+		l, f := c.attempt(ctx, key, opts, set, have, true)
 		if l != nil {
 			return l, nil
 		}
+		if f.gate != nil {
+			have[gm] = f.gate
+		}
 		ferr := f.error(c, key)
 		if f.final() || errors.Is(ferr, renewlock.ErrClientClosed) || c.ctx.Err() != nil {
-			c.releaseGate(gate, set)
+			drop()
 			if c.ctx.Err() != nil {
 				return nil, renewlock.ErrClientClosed
 			}
@@ -213,29 +237,41 @@ func (c *Client) Acquire(ctx context.Context, key string, opts ...renewlock.Opti
 			last = ferr
 		}
 		if ctx.Err() != nil {
-			c.releaseGate(gate, set)
+			drop()
 			return nil, c.ctxError(ctx, key, last)
 		}
-		if gate != nil {
-			if f.held > 0 && quick < quickRetries && gate.Err() == nil {
-				if err := c.sleep(ctx, time.Millisecond<<quick); err != nil {
-					c.releaseGate(gate, set)
-					return nil, c.ctxError(ctx, key, last)
+		if g := have[gm]; g == nil || g.Err() != nil || f.writeBack || f.reachable < c.quorum {
+			drop() // not next in line (any more), or cut off from a quorum
+		}
+		if g := have[gm]; g != nil {
+			// Next in line: keep the gate (others yield to it), and wait
+			// in the queue of a master the holder has, to be handed it
+			// when the holder releases; without one (masters failing),
+			// ask again after a while.
+			var wait *master
+			for _, m := range f.heldOn {
+				if have[m] == nil {
+					wait = m
+					break
 				}
-				quick++
+			}
+			if wait != nil {
+				if hl := c.waitHeld(ctx, g, wait, key, opts, set); hl != nil {
+					have[wait] = hl
+				}
 				continue
 			}
-			c.releaseGate(gate, set)
-			gate, quick = nil, 0
-		} else if f.gateHeld {
-			// Wait in the gate's queue: woken by the holder's release
-			// there. The wait is bounded, in case the gate master is the
-			// one in trouble while the others are free.
-			wctx, cancel := context.WithTimeout(ctx, jitter(2*set.Interval))
-			g, err := gm.rl.Acquire(wctx, key, opts...)
-			cancel()
-			if err == nil {
-				gate = g
+			if err := c.sleep(ctx, jitter(gateBackoff)); err != nil {
+				drop()
+				return nil, c.ctxError(ctx, key, last)
+			}
+			gateBackoff = min(2*gateBackoff, maxWait)
+			continue
+		}
+		gateBackoff = minGateBackoff
+		if f.gateHeld {
+			if g := c.waitGate(ctx, gm, key, opts, set); g != nil {
+				have[gm] = g
 			}
 			continue
 		}
@@ -244,6 +280,59 @@ func (c *Client) Acquire(ctx context.Context, key string, opts ...renewlock.Opti
 		}
 		backoff = min(2*backoff, maxWait)
 	}
+}
+
+// waitHeld waits, for a waiter that holds the gate, in the queue of master
+// m until its holder releases it to this waiter, and returns m's lock; nil
+// if the wait ended first. It ends when the gate is lost (another waiter
+// may be next in line then), and after one to two renew intervals, in case
+// m is the master in trouble.
+//
+// Only the gate's holder waits in the queue of another master, so two
+// waiters that each hold a minority never wait for each other.
+func (c *Client) waitHeld(ctx context.Context, gate *renewlock.Lock, m *master, key string, opts []renewlock.Option, set bridge.Settings) *renewlock.Lock {
+	gctx, stop := gate.Context(ctx)
+	defer stop()
+	wctx, cancel := context.WithTimeout(gctx, jitter(2*set.Interval))
+	defer cancel()
+	l, err := m.rl.Acquire(wctx, key, opts...)
+	if err != nil {
+		return nil
+	}
+	return l
+}
+
+// waitGate waits in the queue of key's gate master gm until the holder
+// there releases it to this waiter, and returns the gate's lock; nil if
+// the wait ended first. The wait is bounded (one to two renew intervals),
+// in case the gate master is the one in trouble while the others are
+// free.
+func (c *Client) waitGate(ctx context.Context, gm *master, key string, opts []renewlock.Option, set bridge.Settings) *renewlock.Lock {
+	c.mu.Lock()
+	c.queued[key]++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.queued[key]--; c.queued[key] == 0 {
+			delete(c.queued, key)
+		}
+		c.mu.Unlock()
+	}()
+	wctx, cancel := context.WithTimeout(ctx, jitter(2*set.Interval))
+	defer cancel()
+	g, err := gm.rl.Acquire(wctx, key, opts...)
+	if err != nil {
+		return nil
+	}
+	return g
+}
+
+// queuedFor returns how many of this Client's Acquire calls wait in the
+// queue of key's gate.
+func (c *Client) queuedFor(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued[key]
 }
 
 // ctxError is Acquire's error when ctx ended (or the Client closed).
@@ -264,12 +353,9 @@ func (c *Client) gate(key string) *master {
 	return c.masters[int(h.Sum32()%uint32(len(c.masters)))]
 }
 
-// releaseGate releases a lock held on the gate master, waiting for it so
-// that the next attempt does not find it held by itself.
-func (c *Client) releaseGate(g *renewlock.Lock, set bridge.Settings) {
-	if g == nil {
-		return
-	}
+// releaseHeld releases a lock held on one master between attempts,
+// waiting for it so that the next attempt does not find it held by itself.
+func (c *Client) releaseHeld(g *renewlock.Lock, set bridge.Settings) {
 	ctx, cancel := context.WithTimeout(context.Background(), min(set.TTL, closeTimeout))
 	defer cancel()
 	_ = g.Release(ctx)

@@ -674,3 +674,57 @@ func TestReleaseWithAMasterDown(t *testing.T) {
 	}
 	_ = l2.Release(ctx)
 }
+
+// A waiter cut off from every master but the key's gate must not keep the
+// gate from the others: handed the gate, it finds no quorum in reach and
+// lets it go, and a waiter behind it gets the lock.
+func TestCutOffWaiterDoesNotBlockTheGate(t *testing.T) {
+	cl := startMasters(t, 3)
+	h, c := cl.newClient(short...), cl.newClient(short...)
+	ctx := ctxT(t, 30*time.Second)
+	key := uniqueKey(t)
+	g := redlock.GateOf(h, key)
+	cuts := []*cutHook{{}, {}, {}}
+	w := cl.newClientOn(cl.clients(hooks(cuts)...), short...)
+	hl, err := h.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	wdone := make(chan error, 1)
+	go func() {
+		_, err := w.Acquire(wctx, key)
+		wdone <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // w waits in the gate's queue first
+	for i := range cuts {
+		if i != g {
+			cuts[i].cut.Store(true)
+		}
+	}
+	cdone := make(chan error, 1)
+	go func() {
+		l, err := c.Acquire(ctx, key)
+		if err == nil {
+			err = l.Release(ctx)
+		}
+		cdone <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := hl.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-cdone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the waiter behind a cut-off one never got the lock")
+	}
+	wcancel()
+	if err := <-wdone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the cut-off waiter's Acquire = %v", err)
+	}
+}

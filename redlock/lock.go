@@ -492,21 +492,45 @@ func (l *Lock) Release(ctx context.Context) error {
 // when Release stopped waiting.
 var errUnanswered = errors.New("no answer yet (the release goes on in the background, bounded by one TTL)")
 
-// releaseQuorum releases parts in parallel and waits until a quorum
-// confirmed, all answered, or ctx ends. The releases that have not answered
-// by then go on in the background, each bounded by one TTL; their result is
+// releaseQuorum releases parts and waits until a quorum confirmed, all
+// answered, or ctx ends. The releases that have not answered by then go on
+// in the background, each bounded by one TTL; their result is
 // errUnanswered.
+//
+// The gate's part is released last, once the others have answered: its
+// release hands the gate to the first waiter in its queue, who then finds
+// the other masters free instead of racing their releases. With a quorum
+// besides the gate, that costs Release no time: it returns before the
+// gate's release.
 func (l *Lock) releaseQuorum(ctx context.Context, parts []*part) []error {
 	type result struct {
 		i   int
 		err error
 	}
 	results := make(chan result, len(parts))
+	release := func(i int) {
+		rctx, cancel := context.WithTimeout(context.Background(), min(l.set.TTL, closeTimeout))
+		defer cancel()
+		results <- result{i, parts[i].l.Release(rctx)}
+	}
+	gm := l.c.gate(l.key)
+	gate := -1
+	var others sync.WaitGroup
 	for i, p := range parts {
+		if p.m == gm {
+			gate = i
+			continue
+		}
+		others.Add(1)
 		l.c.spawn(func() {
-			rctx, cancel := context.WithTimeout(context.Background(), min(l.set.TTL, closeTimeout))
-			defer cancel()
-			results <- result{i, p.l.Release(rctx)}
+			defer others.Done()
+			release(i)
+		})
+	}
+	if gate >= 0 {
+		l.c.spawn(func() {
+			others.Wait()
+			release(gate)
 		})
 	}
 	errs := make([]error, len(parts))

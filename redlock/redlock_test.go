@@ -251,7 +251,9 @@ func TestTryAcquireNeedsAQuorum(t *testing.T) {
 		t.Cleanup(func() { _ = o.Close() })
 		outside = append(outside, o)
 	}
-	o0, err := outside[0].Acquire(ctx, key)
+	g := redlock.GateOf(c, key)
+	a, b := (g+1)%3, (g+2)%3 // the masters that are not the key's gate
+	o0, err := outside[a].Acquire(ctx, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +264,23 @@ func TestTryAcquireNeedsAQuorum(t *testing.T) {
 	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	o1, err := outside[1].Acquire(ctx, key)
+	// The gate held elsewhere: the attempt yields to whoever holds it (a
+	// waiter served next, normally), though a quorum is free.
+	og, err := outside[g].Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = o0.Release(ctx)
+	if _, err := c.TryAcquire(ctx, key); !errors.Is(err, renewlock.ErrNotAcquired) || !strings.Contains(err.Error(), "on its gate") {
+		t.Fatalf("gate held elsewhere: %v", err)
+	}
+	if err := og.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o0, err = outside[a].Acquire(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	o1, err := outside[b].Acquire(ctx, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,5 +454,57 @@ func TestClose(t *testing.T) {
 		if keys := s.Client().Keys(ctx, "*").Val(); len(keys) != 0 {
 			t.Errorf("master %d: keys left after Close: %q", i, keys)
 		}
+	}
+}
+
+// A holder that got its quorum without the gate master (down while it
+// acquired) still hands the lock over by event: the waiter takes the gate,
+// waits in the queue of a master the holder has, and is handed it by the
+// release.
+func TestHandOffWhenTheHolderLacksTheGate(t *testing.T) {
+	cl := startMasters(t, 3)
+	holder, waiter := cl.newClient(), cl.newClient()
+	ctx := ctxT(t, 60*time.Second)
+	var lat []time.Duration
+	for range 8 {
+		key := uniqueKey(t)
+		g := redlock.GateOf(holder, key)
+		cl.servers[g].Kill()
+		l, err := holder.Acquire(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.servers[g].Restart()
+		got := make(chan time.Time, 1)
+		var wl *redlock.Lock
+		var werr error
+		go func() {
+			wl, werr = waiter.Acquire(ctx, key)
+			got <- time.Now()
+		}()
+		time.Sleep(300 * time.Millisecond) // the waiter holds the gate and waits by now
+		if !cl.heldOn(t, g, key) {
+			t.Fatal("the waiter does not hold the gate")
+		}
+		t0 := time.Now()
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t1 := <-got
+		if werr != nil {
+			t.Fatal(werr)
+		}
+		lat = append(lat, t1.Sub(t0))
+		if wl.Token() <= l.Token() {
+			t.Fatalf("token %d after %d", wl.Token(), l.Token())
+		}
+		if err := wl.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	med := median(lat)
+	t.Logf("hand-off latencies: median %v, all %v", med, lat)
+	if med > 20*time.Millisecond {
+		t.Errorf("median hand-off %v: the waiter was not woken by the release", med)
 	}
 }
