@@ -178,17 +178,17 @@ func (c *Client) TryAcquire(ctx context.Context, key string, opts ...renewlock.O
 }
 
 // Acquire takes key, waiting as long as ctx allows while others hold it.
-// Each attempt asks every master in parallel and never waits in a master's
-// queue while holding another master: two waiters that each held a
-// minority would wait for each other forever. Between attempts a waiter
-// waits in the renewlock queue of ONE master chosen per key, the gate: the
-// holder's release there hands the gate to the first waiter, which then
-// takes the others as the holder releases them, while later attempts yield
-// to it. So waiters are served in arrival order, woken by the release
-// rather than by a timer. A waiter that is not stopped by the gate (the
-// gate master is down, say) sleeps a short random backoff instead. When ctx ends first the error wraps ctx.Err(), and whatever the
-// attempts took is released. A Redis error that retrying cannot fix on so
-// many masters that no quorum is left is returned at once.
+// Each attempt asks every master in parallel. Waiters are served in
+// arrival order through one master chosen per key, the gate: a waiter
+// waits in the gate's queue holding nothing, the holder's release hands
+// the gate to the first waiter, which takes the other masters as the
+// holder releases them, and every other attempt yields to it (see the
+// package documentation for why no two waiters can wait for each other).
+// A waiter that the gate does not stop (the gate master is down, say)
+// sleeps a short random backoff between attempts instead. When ctx ends
+// first the error wraps ctx.Err(), and whatever the attempts took is
+// released. A Redis error that retrying cannot fix, on so many masters
+// that no quorum is left, is returned at once.
 func (c *Client) Acquire(ctx context.Context, key string, opts ...renewlock.Option) (*Lock, error) {
 	set, err := c.prepare(ctx, key, opts)
 	if err != nil {

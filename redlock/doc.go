@@ -33,13 +33,22 @@
 // deadline precedes its master's expiry of the key, so the holder hears of
 // the loss before a quorum of masters could admit another holder.
 //
-// Acquire retries until its context ends. It never waits in a master's
-// queue while holding another master (two waiters that each held a
-// minority would wait for each other forever): between attempts it waits
-// in the renewlock queue of one master chosen per key, the gate, which
-// hands it that master the moment the holder releases there, and then
-// tries the others; or, when the gate is not what stopped it, it sleeps a
-// short random backoff.
+// Acquire retries until its context ends, first come, first served, woken
+// by releases rather than timers. Waiting goes through one master chosen
+// per key, the gate: a waiter that finds the key held waits in the gate's
+// renewlock queue, holding nothing. The holder's release there hands the
+// gate to the first waiter (the gate is released after the other
+// masters), which then takes the others, and meanwhile every attempt that
+// finds the gate held or queued for yields, even with a quorum of the
+// others free. The waiter the gate serves is the only one that waits in
+// another master's queue (one the holder still has), and it holds only
+// what it was handed. So two waiters that each hold a minority never wait
+// for each other — the deadlock of queueing on N masters independently:
+// whatever the served waiter waits for is held by the lock's holder, which
+// waits for nothing, or by an attempt that is about to yield. A waiter
+// that cannot reach a quorum lets the gate go, and a gate master that is
+// down or does not answer stops nobody: the others sleep a short random
+// backoff between attempts instead.
 //
 // # Fencing tokens
 //
