@@ -241,7 +241,7 @@ wait:
 	}
 	var l *Lock
 	if len(won) >= c.quorum && !f.closed && !f.gateHeld {
-		l = newLock(c, key, set, acancel, won)
+		l = newLock(c, key, opts, set, acancel, won)
 		r.won = l
 	}
 	r.mu.Unlock()

@@ -400,6 +400,20 @@ func (c *Client) spawn(f func()) {
 	}()
 }
 
+// track runs f in the calling goroutine unless Close has begun, in a way
+// Close waits for.
+func (c *Client) track(f func()) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	defer c.wg.Done()
+	f()
+}
+
 // register records a lock that is about to be handed out; false if the
 // Client is closing.
 func (c *Client) register(l *Lock) bool {

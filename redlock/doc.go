@@ -78,8 +78,12 @@
 //   - Mutual exclusion while valid: at any instant at most one holder of a
 //     key is before the moment its Done closes.
 //   - Availability: an acquisition succeeds while a quorum of masters is
-//     up and reachable, and a held lock survives any minority of its
-//     masters going down, pausing, being cut off or restarting empty.
+//     up and reachable. A held lock keeps taking, once per renew interval,
+//     the masters where it has no valid part (held by another when it was
+//     taken, or restarted empty since), so it soon holds every master that
+//     is up, and then survives any minority of them going down, pausing,
+//     being cut off or restarting empty. Until then it may hold a bare
+//     quorum, which the failure of any one of its masters ends.
 //   - Loss is signalled before a quorum could admit another holder: a part
 //     ends at the next renewal on its master when that master has another
 //     owner or no key (a restart), and at its deadline when the master

@@ -160,9 +160,10 @@ func (c *cluster) waitHeldOnAll(t testing.TB, key string) {
 
 // GUARANTEES.md: Redlock 3 × primary loss (minority) and restart without
 // persistence (minority, at once). A lock on 3 masters survives the loss of
-// one — killed, then restarted empty — and excludes others throughout;
-// losing a second master loses the lock, at the validity deadline, with the
-// cause.
+// one — killed, then restarted empty — and excludes others throughout; it
+// takes the restarted master again, so it survives another master's loss
+// after that; losing two at once loses the lock, at the validity deadline,
+// with the cause.
 func TestMinorityKilledAndRestartedEmpty(t *testing.T) {
 	cl := startMasters(t, 3)
 	c := cl.newClient(short...)
@@ -189,9 +190,14 @@ func TestMinorityKilledAndRestartedEmpty(t *testing.T) {
 	if _, err := other.TryAcquire(ctx, key); !errors.Is(err, renewlock.ErrNotAcquired) {
 		t.Fatalf("another client after a master restarted empty: %v", err)
 	}
+	cl.waitHeldOnAll(t, key) // the restarted master taken again
+	cl.servers[1].Kill()
+	if closedWithin(l.Done(), 2*ttl) {
+		t.Fatalf("lock lost when a second master failed after the first came back: %v", l.Err())
+	}
 
 	killed := time.Now()
-	cl.servers[1].Kill()
+	cl.servers[0].Kill()
 	if !closedWithin(l.Done(), 2*ttl) {
 		t.Fatal("lock still held with 1 master of 3")
 	}
@@ -199,13 +205,13 @@ func TestMinorityKilledAndRestartedEmpty(t *testing.T) {
 	if told > ttl {
 		t.Errorf("loss signalled %v after the kill; the leases could end after %v", told, ttl)
 	}
-	if !errors.Is(l.Err(), renewlock.ErrLeaseLost) || !strings.Contains(l.Err().Error(), "only 1 of 3 masters still hold it, quorum 2") {
+	if !errors.Is(l.Err(), renewlock.ErrLeaseLost) || !strings.Contains(l.Err().Error(), "of 3 masters still hold it, quorum 2") {
 		t.Fatalf("Err = %v", l.Err())
 	}
 	if err := l.Release(ctx); !errors.Is(err, renewlock.ErrLeaseLost) {
 		t.Fatalf("Release after the loss = %v", err)
 	}
-	t.Logf("lost %v after the second kill: %v", told.Round(time.Millisecond), l.Err())
+	t.Logf("lost %v after the third kill: %v", told.Round(time.Millisecond), l.Err())
 }
 
 // GUARANTEES.md: Redlock 3 and 5 × primary pause. One master (3) or two
@@ -308,11 +314,12 @@ func redlockQuorum(n int) int { return n/2 + 1 }
 
 // GUARANTEES.md: Redlock 3 × restart without persistence. The classic
 // Redlock hole and its cure:
-//   - a master of the holder's bare quorum restarts empty at once: another
-//     client can take the key on it and a free master while the holder
-//     still believes it holds the lock, until its next renewal there (one
-//     renew interval); the newcomer's token is larger (tokens never go
-//     below the server clock), so a fenced resource stays safe;
+//   - a master of the holder's bare quorum (it cannot reach the third)
+//     restarts empty at once: another client can take the key on it and
+//     the free master while the holder still believes it holds the lock,
+//     until its next renewal there (one renew interval); the newcomer's
+//     token is larger (tokens never go below the server clock), so a
+//     fenced resource stays safe;
 //   - the same master restarts empty one TTL later (delayed restart): the
 //     holder has been told of the loss before the master is back, so the
 //     two are never valid at once.
@@ -324,27 +331,18 @@ func TestRestartEmpty(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			cl := startMasters(t, 3)
-			a, b := cl.newClient(short...), cl.newClient(short...)
+			// a cannot reach master 2 (so it holds a bare quorum, 0 and
+			// 1, and cannot take 2 later either); b reaches every master.
+			cuts := []*cutHook{{}, {}, {}}
+			cuts[2].cut.Store(true)
+			a := cl.newClientOn(cl.clients(hooks(cuts)...), short...)
+			b := cl.newClient(short...)
 			ctx := ctxT(t, 30*time.Second)
 			key := uniqueKey(t)
-			// Master 2 is held by an outsider, so a holds only 0 and 1.
-			out, err := renewlock.New(cl.servers[2].Client(), quiet)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = out.Close() })
-			ol, err := out.Acquire(ctx, key)
-			if err != nil {
-				t.Fatal(err)
-			}
 			la, err := a.Acquire(ctx, key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := ol.Release(ctx); err != nil {
-				t.Fatal(err)
-			}
-
 			cl.servers[1].Kill()
 			down := time.Now()
 			var aTold time.Time
@@ -726,5 +724,62 @@ func TestCutOffWaiterDoesNotBlockTheGate(t *testing.T) {
 	wcancel()
 	if err := <-wdone; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the cut-off waiter's Acquire = %v", err)
+	}
+}
+
+// A lock taken with a bare quorum (a master was held elsewhere) takes that
+// master as soon as it is free, and a master whose part was lost (restarted
+// empty) again: it then survives any one master failing. Each new part
+// stores a token no smaller than the lock's.
+func TestHeldLockTakesTheMastersItLacks(t *testing.T) {
+	cl := startMasters(t, 3)
+	c := cl.newClient(short...)
+	ctx := ctxT(t, 30*time.Second)
+	key := uniqueKey(t)
+	g := redlock.GateOf(c, key)
+	other := (g + 1) % 3
+	out, err := renewlock.New(cl.servers[other].Client(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = out.Close() })
+	ol, err := out.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ol.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl.waitHeldOnAll(t, key) // within a renew interval or two
+	tokenOn := func(i int) uint64 {
+		v, err := cl.servers[i].Client().HGet(ctx, renewlock.DefaultKeyPrefix+key, "t").Uint64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if tok := tokenOn(other); tok < l.Token() {
+		t.Errorf("the part taken later stores token %d, below the lock's %d", tok, l.Token())
+	}
+	// Lose one part (restart empty), get it back, then survive losing
+	// another master for good.
+	cl.servers[other].Restart()
+	deadline := time.Now().Add(2 * time.Second)
+	for !cl.heldOn(t, other, key) {
+		if time.Now().After(deadline) {
+			t.Fatal("the restarted master was never taken again")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cl.servers[(g+2)%3].Kill()
+	if closedWithin(l.Done(), 2*ttl) {
+		t.Fatalf("lost with one master of 3 down: %v", l.Err())
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

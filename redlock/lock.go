@@ -24,6 +24,7 @@ import (
 type Lock struct {
 	c      *Client
 	key    string
+	opts   []renewlock.Option // of the acquisition, for the parts taken later
 	set    bridge.Settings
 	quorum int
 	// stopStragglers cancels the attempts still in flight on masters
@@ -43,6 +44,7 @@ type Lock struct {
 	releaseErr error
 	ctx        context.Context // see Context
 	cancel     context.CancelCauseFunc
+	repair     *time.Timer // the next attempt to take masters it lacks
 }
 
 type lockState uint8
@@ -63,8 +65,8 @@ type part struct {
 	free context.CancelFunc
 }
 
-func newLock(c *Client, key string, set bridge.Settings, stop context.CancelFunc, parts []*part) *Lock {
-	return &Lock{c: c, key: key, set: set, quorum: c.quorum, stopStragglers: stop,
+func newLock(c *Client, key string, opts []renewlock.Option, set bridge.Settings, stop context.CancelFunc, parts []*part) *Lock {
+	return &Lock{c: c, key: key, opts: opts, set: set, quorum: c.quorum, stopStragglers: stop,
 		parts: slices.Clone(parts), done: make(chan struct{})}
 }
 
@@ -126,6 +128,10 @@ func (l *Lock) finishLocked(err error, lost bool) bool {
 	}
 	l.err, l.lost = err, lost
 	l.state = stateFinished
+	if l.repair != nil {
+		l.repair.Stop()
+		l.repair = nil
+	}
 	close(l.done)
 	if l.cancel != nil {
 		l.cancel(err)
@@ -162,6 +168,9 @@ func (l *Lock) partDone(p *part) {
 	p.lost = true
 	left := l.validLocked()
 	if held := l.state == stateHeld; !held || left >= l.quorum {
+		if held {
+			l.scheduleRepairLocked()
+		}
 		l.mu.Unlock()
 		if held {
 			l.set.Logger.Warn("redlock: a master lost its part of the lock; still held by a quorum",
@@ -337,6 +346,7 @@ func (l *Lock) commit(token uint64, written []*part) error {
 		return fmt.Errorf("only %d of its masters still held it when the write-back was done, quorum %d", valid, l.quorum)
 	}
 	l.state = stateHeld
+	l.scheduleRepairLocked()
 	var late []*part
 	for _, p := range l.parts {
 		if !slices.Contains(written, p) {
@@ -348,6 +358,71 @@ func (l *Lock) commit(token uint64, written []*part) error {
 		l.c.spawn(func() { l.raiseLate(p, token) })
 	}
 	return nil
+}
+
+// scheduleRepairLocked plans an attempt to take the key on the masters
+// where the lock has no valid part, one renew interval from now, unless it
+// has one on every master or an attempt is planned already. l.mu is held.
+//
+// A lock that holds only a bare quorum is lost when any one of its masters
+// fails; one that holds every master survives any minority failing. So a
+// held lock keeps taking what it lacks: masters another client held at the
+// acquisition (a waiter that gave up, an attempt that yielded) and masters
+// whose part was lost (a restart). Taking more masters while a quorum is
+// held cannot admit anyone else, and each new part gets the lock's token.
+func (l *Lock) scheduleRepairLocked() {
+	if l.state != stateHeld || l.repair != nil || l.validLocked() >= len(l.c.masters) {
+		return
+	}
+	l.repair = time.AfterFunc(jitter(l.set.Interval), func() { l.c.track(l.doRepair) })
+}
+
+// doRepair tries once to take the key on every master where the lock has
+// no valid part, in parallel.
+func (l *Lock) doRepair() {
+	l.mu.Lock()
+	l.repair = nil
+	if l.state != stateHeld {
+		l.mu.Unlock()
+		return
+	}
+	// Forget parts known lost: their leases are gone.
+	have := make(map[*master]bool)
+	kept := l.parts[:0]
+	for _, p := range l.parts {
+		if p.lost {
+			if p.free != nil {
+				p.free()
+			}
+			continue
+		}
+		kept = append(kept, p)
+		if p.l.Err() == nil {
+			have[p.m] = true
+		}
+	}
+	clear(l.parts[len(kept):])
+	l.parts = kept
+	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(l.c.ctx, decideTimeout(l.set))
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, m := range l.c.masters {
+		if have[m] {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if pl, err := m.rl.TryAcquire(ctx, l.key, l.opts...); err == nil {
+				l.join(&part{m: m, l: pl})
+			}
+		}()
+	}
+	wg.Wait()
+	l.mu.Lock()
+	l.scheduleRepairLocked()
+	l.mu.Unlock()
 }
 
 // abort ends an acquisition that failed after the quorum was won: every
