@@ -225,6 +225,12 @@ func (c *Client) Acquire(ctx context.Context, key string, opts ...renewlock.Opti
 		if f.gate != nil {
 			have[gm] = f.gate
 		}
+		for m, hl := range have {
+			if hl.Err() != nil { // lost meanwhile (its master restarted, say)
+				c.releaseHeld(hl, set)
+				delete(have, m)
+			}
+		}
 		ferr := f.error(c, key)
 		if f.final() || errors.Is(ferr, renewlock.ErrClientClosed) || c.ctx.Err() != nil {
 			drop()
