@@ -74,13 +74,13 @@ func newLock(c *Client, key string, opts []renewlock.Option, set bridge.Settings
 func (l *Lock) Key() string { return l.key }
 
 // Token returns the fencing token of this acquisition: the largest token
-// the quorum's masters issued, written back to them before the lock was
-// handed out. For one key it is larger than the token of every earlier
-// acquisition whose quorum shares a master with this one — which every
-// quorum does — as long as no more than a minority of masters lost their
-// data (see the package documentation for the exact terms). Hand it to the
-// protected resource and have it reject writes carrying a smaller token
-// than the largest it has seen.
+// the quorum's masters issued, written back to a quorum before the lock
+// was handed out. For one key it is larger than the token of every
+// acquisition handed out before this one began, as long as a master shared
+// by the two quorums kept its data, or the masters' clocks have passed the
+// earlier token (the package documentation has the exact terms). Hand it
+// to the protected resource and have it reject writes carrying a smaller
+// token than the largest it has seen.
 func (l *Lock) Token() uint64 { return l.token }
 
 // Done returns a channel that is closed when the lock is no longer held:
