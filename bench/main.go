@@ -94,6 +94,7 @@ type results struct {
 	S5             map[string]*costRes       `json:"s5_cost,omitempty"`
 	S6             *s6Res                    `json:"s6_renewal_at_scale,omitempty"`
 	S7             *s7Out                    `json:"s7_many_clients_one_key,omitempty"`
+	RL             *rlRes                    `json:"rl_redlock_3_masters,omitempty"`
 	S1X            map[string]*anatomyRes    `json:"s1x_anatomy,omitempty"`
 	S1XOrder       []string                  `json:"s1x_variants,omitempty"`
 	S1XRedis       map[string]*scriptCostRes `json:"s1x_redis_side_pipelined,omitempty"`
@@ -130,7 +131,7 @@ func main() {
 	flag.StringVar(&cfg.S1XVariants, "s1x-variants", "", "S1X variants to run (default all; e.g. renewlock,raw-scripts)")
 	flag.StringVar(&cfg.ScriptsDir, "scripts-dir", "../scripts", "renewlock's Lua scripts, for S1X's raw variants")
 	flag.StringVar(&cfg.Libs, "libs", "", "comma-separated libraries to run (default all)")
-	flag.StringVar(&cfg.Scenarios, "scenarios", "s1,s2,s3,s4,s5,s6,s7", "comma-separated scenarios to run")
+	flag.StringVar(&cfg.Scenarios, "scenarios", "s1,s2,s3,s4,s5,s6,s7", "comma-separated scenarios to run (also: s1x; rl, Redlock on 3 masters against redsync, with the -s1, -s3, -s3-goroutines and -s4 settings)")
 	flag.Parse()
 
 	var formats []string
@@ -340,6 +341,11 @@ func run(cfg config, bin, out, mdPath, chartDir string, chartFormats []string) e
 	}
 	if want("s7") {
 		if res.S7, err = b.manyClients(order); err != nil {
+			return err
+		}
+	}
+	if want("rl") {
+		if res.RL, err = b.redlockScenario(bin); err != nil {
 			return err
 		}
 	}

@@ -280,6 +280,9 @@ func writeMarkdown(w io.Writer, res *results, libs []*libState) {
 	if res.S7 != nil {
 		writeS7(p, res.S7, libs, m.Config.Rounds)
 	}
+	if res.RL != nil {
+		writeRL(p, res.RL, m.Config)
+	}
 	for _, issue := range []struct {
 		n     int
 		title string
