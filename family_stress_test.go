@@ -86,7 +86,6 @@ type familyHolder struct {
 	done    <-chan struct{}
 	write   bool        // a writer or a leader: exclusive
 	leaving atomic.Bool // being released, or its Client is closing
-	client  int
 }
 
 type familyRegistry struct {

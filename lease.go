@@ -113,12 +113,11 @@ const (
 type engine struct {
 	c *Client
 
-	mu      sync.Mutex
-	leases  map[*lease]struct{} // renewed or watched by the loop
-	byID    map[string]*lease   // pending and waiting leases, for grants
-	closed  bool                // drained by Close: nothing new is taken on
-	loop    renewLoop           // renew.go
-	pollNow bool                // renew every waiting lease now (pub/sub reconnected)
+	mu     sync.Mutex
+	leases map[*lease]struct{} // renewed or watched by the loop
+	byID   map[string]*lease   // pending and waiting leases, for grants
+	closed bool                // drained by Close: nothing new is taken on
+	loop   renewLoop           // renew.go
 }
 
 func newEngine(c *Client) *engine {

@@ -18,16 +18,6 @@ func scriptCalls(t *testing.T, rdb *redis.Client) int64 {
 	return commandCalls(t, rdb, "evalsha") + commandCalls(t, rdb, "eval")
 }
 
-// numSub returns how many subscribers channel has.
-func numSub(t *testing.T, rdb *redis.Client, channel string) int64 {
-	t.Helper()
-	m, err := rdb.PubSubNumSub(context.Background(), channel).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m[channel]
-}
-
 // queued returns how many waiters the lock at the Redis key rkey has in
 // its queue.
 func queued(t *testing.T, rdb redis.Cmdable, rkey string) int64 {

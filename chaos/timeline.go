@@ -252,12 +252,6 @@ type markThumb struct{ style draw.GlyphStyle }
 
 func (t markThumb) Thumbnail(c *draw.Canvas) { c.DrawGlyph(t.style, c.Center()) }
 
-// tlHolder is one acquisition with its validity interval.
-type tlHolder struct {
-	*holder
-	waitFrom int64 // acquire called
-}
-
 // timeline builds the chart from the history.
 func (h *History) timeline(opt TimelineOptions) *timelineChart {
 	h.mu.Lock()

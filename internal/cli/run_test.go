@@ -16,7 +16,7 @@ import (
 
 // runLosingLease runs `sh -c script file` under Run, with the lease lost
 // (the key deleted, and Done closed) by the hook that hook points at.
-func runLosingLease(t *testing.T, hook *func(*tenure), script string) (err error, file, stderr string) {
+func runLosingLease(t *testing.T, hook *func(*tenure), script string) (file, stderr string, err error) {
 	srv := redistest.Start(t)
 	key := strings.ReplaceAll(t.Name(), "/", "-")
 	dir := t.TempDir()
@@ -42,12 +42,12 @@ func runLosingLease(t *testing.T, hook *func(*tenure), script string) (err error
 		Stderr:  errFile,
 	})
 	b, _ := os.ReadFile(errFile.Name())
-	return err, file, string(b)
+	return file, string(b), err
 }
 
 // The command never starts once the lease is lost.
 func TestRunNotStartedWithoutLease(t *testing.T) {
-	err, file, stderr := runLosingLease(t, &testHookBeforeStart, `touch "$0"`)
+	file, stderr, err := runLosingLease(t, &testHookBeforeStart, `touch "$0"`)
 	if Code(err) != ExitLeaseLost || !strings.Contains(err.Error(), "before the command could start") {
 		t.Fatalf("Run = %v (exit %d); want exit %d, not started; stderr %q", err, Code(err), ExitLeaseLost, stderr)
 	}
@@ -59,7 +59,7 @@ func TestRunNotStartedWithoutLease(t *testing.T) {
 // A lease lost while the command starts: it is killed at once (SIGKILL,
 // even though it ignores SIGTERM), before it can do anything.
 func TestRunKilledWhenLeaseLostAtStart(t *testing.T) {
-	err, file, stderr := runLosingLease(t, &testHookAfterStart, `trap '' TERM; sleep 0.5; touch "$0"`)
+	file, stderr, err := runLosingLease(t, &testHookAfterStart, `trap '' TERM; sleep 0.5; touch "$0"`)
 	if Code(err) != ExitLeaseLost || !strings.Contains(err.Error(), "killed at once (the command was killed by SIGKILL)") {
 		t.Fatalf("Run = %v (exit %d); want exit %d, killed at once; stderr %q", err, Code(err), ExitLeaseLost, stderr)
 	}
