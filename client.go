@@ -156,10 +156,14 @@ func (c *Client) take(ctx context.Context, kind *lockKind, key string, opts []Op
 	return run(ctx, le)
 }
 
+// maxStaleTries bounds how often TryAcquire asks again when each reply
+// comes after the deadline it would set (Redis slower than the lease).
+const maxStaleTries = 3
+
 // tryAcquire makes one attempt for le, never queueing.
 func (c *Client) tryAcquire(ctx context.Context, le *lease) (*Lock, error) {
 	key := le.lock.key
-	for {
+	for try := 1; ; try++ {
 		sent := time.Now()
 		res, pending, err := c.attempt(ctx, le, false)
 		switch {
@@ -181,10 +185,15 @@ func (c *Client) tryAcquire(ctx context.Context, le *lease) (*Lock, error) {
 			return nil, ErrClientClosed
 		}
 		// holdStale: the reply came too late to use; ask again (the
-		// script renews a lock that is ours) until ctx ends.
+		// script renews a lock that is ours), a few times, until ctx ends.
 		if err := ctx.Err(); err != nil {
 			c.cleanup(le)
 			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)
+		}
+		if try == maxStaleTries {
+			c.cleanup(le)
+			return nil, fmt.Errorf("renewlock: acquire %q: Redis answered %d times after the lease's validity (%v) would have run out; nothing is held",
+				key, try, le.cfg.validity())
 		}
 	}
 }
