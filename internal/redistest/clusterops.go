@@ -346,12 +346,56 @@ func (c *Cluster) Masters(ctx context.Context) ([]ClusterNode, error) {
 	return nil, errors.New("redistest: no cluster node answered")
 }
 
+// slotMap renders which master serves which slots in a view.
+func slotMap(v []ClusterNode) string {
+	var parts []string
+	for _, n := range v {
+		if n.Master && len(n.Slots) > 0 {
+			parts = append(parts, fmt.Sprint(n.Addr, n.Slots))
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+// WaitAgreement waits until every answering node has the same slot map
+// (after a reshard or a failover, the others learn it by gossip).
+func (c *Cluster) WaitAgreement(ctx context.Context) error {
+	var last string
+	for {
+		views := c.views(ctx)
+		agree := len(views) > 0
+		var first string
+		for _, v := range views {
+			m := slotMap(v)
+			if first == "" {
+				first = m
+			} else if m != first {
+				agree = false
+				last = first + " / " + m
+			}
+		}
+		if agree {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redistest: nodes disagree on the slot map (%s): %w", last, ctx.Err())
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
 // Reshard moves slots slots from master from to master to with
 // `redis-cli --cluster reshard` (it migrates the keys of each slot with
 // MIGRATE while clients keep using them, redirected by ASK, then hands the
-// slot over), and returns redis-cli's output. redis-cli takes the slots
-// from the beginning of from's slot ranges.
+// slot over), and returns redis-cli's output once every node agrees on the
+// new slot map. redis-cli takes the slots from the beginning of from's
+// slot ranges, and refuses to start while nodes disagree.
 func (c *Cluster) Reshard(ctx context.Context, from, to *Server, slots int) (string, error) {
+	if err := c.WaitAgreement(ctx); err != nil {
+		return "", err
+	}
 	cli, err := exec.LookPath(CLIBinary())
 	if err != nil {
 		return "", err
@@ -377,5 +421,5 @@ func (c *Cluster) Reshard(ctx context.Context, from, to *Server, slots int) (str
 	if strings.Contains(string(out), "[ERR]") {
 		return string(out), fmt.Errorf("redistest: %s %s reported an error", cli, strings.Join(args, " "))
 	}
-	return string(out), nil
+	return string(out), c.WaitAgreement(ctx)
 }

@@ -164,3 +164,14 @@ func (s *Server) SetMinReplicas(ctx context.Context, toWrite int, maxLag time.Du
 	}
 	return nil
 }
+
+// DisconnectReplicas closes the server's connections to its replicas
+// (CLIENT KILL TYPE replica): they get nothing it writes from then on
+// until they reconnect. Pause them first to keep them away: a replica
+// stopped with SIGSTOP still reads what was sent before, from its socket
+// buffer, once resumed; then it finds the connection closed.
+func (s *Server) DisconnectReplicas(ctx context.Context) error {
+	return s.ask(ctx, func(ctx context.Context, rdb *redis.Client) error {
+		return rdb.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err()
+	})
+}
