@@ -76,7 +76,9 @@ func (cr clusterRun) run(t *testing.T) {
 				}
 				return c.Client(opts...)
 			},
-			key:   func(v foVariant, kind string) string { return keyOn(owned, fmt.Sprintf("%s/%s/%s", base, v.name, kind)) },
+			key: func(v foVariant, kind string) string {
+				return keyOn(owned, fmt.Sprintf("%s/%s/%s", base, v.name, kind))
+			},
 			warm:  1500 * time.Millisecond,
 			after: cr.after,
 			ttl:   cr.ttl,
