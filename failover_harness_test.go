@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -96,11 +97,33 @@ type foRecorder struct {
 	stale    map[string]int            // variant → stale writes refused
 	acqErrs  map[string]map[string]int // variant → error class → count
 	errText  map[string]string         // variant → an example of "other"
+	warnings map[string][]foWarning    // variant → what its Clients logged
+}
+
+// foWarning is one line a Client logged (a renewal that failed).
+type foWarning struct {
+	at   time.Time
+	text string
+}
+
+// foLog records what the Clients of a variant log.
+type foLog struct {
+	rec     *foRecorder
+	variant string
+}
+
+func (l foLog) Write(p []byte) (int, error) {
+	l.rec.mu.Lock()
+	defer l.rec.mu.Unlock()
+	if w := l.rec.warnings[l.variant]; len(w) < 1000 {
+		l.rec.warnings[l.variant] = append(w, foWarning{time.Now(), strings.TrimSpace(string(p))})
+	}
+	return len(p), nil
 }
 
 func newFoRecorder() *foRecorder {
 	return &foRecorder{register: map[string]uint64{}, accepted: map[string]int{}, stale: map[string]int{},
-		acqErrs: map[string]map[string]int{}, errText: map[string]string{}}
+		acqErrs: map[string]map[string]int{}, errText: map[string]string{}, warnings: map[string][]foWarning{}}
 }
 
 // write is the fenced register: a write with a token below the largest
@@ -162,6 +185,10 @@ type foScenario struct {
 	after time.Duration
 	// ttl of every lock; default foTTL.
 	ttl time.Duration
+	// dataLost: the fault empties every node (a restart without
+	// persistence, whose replicas resynchronize from it), so replica
+	// acknowledgements cannot help: overlaps are measured, not asserted.
+	dataLost bool
 }
 
 // foReport is what one variant saw in one run.
@@ -181,6 +208,10 @@ type foReport struct {
 	held, heldLostAtFault  int
 	survived               int // holders at the fault never told of a loss
 	closeTime, workersTime time.Duration
+	// maxStall is the longest this process went without running a 10 ms
+	// ticker (CPU starvation on a loaded machine): a stall longer than a
+	// lease's slack loses it by design.
+	maxStall time.Duration
 }
 
 func (r foReport) String() string {
@@ -198,15 +229,16 @@ func (r foReport) String() string {
 	if len(r.tokenViolations) > 0 {
 		tok = fmt.Sprintf("%d VIOLATIONS", len(r.tokenViolations))
 	}
-	return fmt.Sprintf("%-7s | acq %d, errors %d (%s) | losses %d (%d at release), learned after fault min/p50/max %s | overlaps %d (max %v, %d never told) | tokens %s | writes %d ok / %d stale refused | first acquisition after fault %s | held at fault %d, kept %d",
+	return fmt.Sprintf("%-7s | acq %d, errors %d (%s) | losses %d (%d at release), learned after fault min/p50/max %s | overlaps %d (max %v, %d never told) | tokens %s | writes %d ok / %d stale refused | first acquisition after fault %s | held at fault %d, kept %d | longest stall of this process %v",
 		r.variant, r.acqs, r.errs, r.errClasses, r.losses, r.atRelease, learn, r.overlaps, r.maxOverlap.Round(time.Millisecond),
-		r.untold, tok, r.accepted, r.stale, first, r.held, r.survived)
+		r.untold, tok, r.accepted, r.stale, first, r.held, r.survived, r.maxStall.Round(time.Millisecond))
 }
 
 // runFailover runs sc once and returns a report per variant. It fails t on
-// what must hold: tokens strictly rising per key, every acquisition ended,
-// workers and Close returning in time, and, for a clean failover, no
-// overlap for variants that ask every replica.
+// what must hold: tokens strictly rising per key, workers and Close
+// returning in time, and, for variants that ask every replica, no overlap
+// and no holder overlapped without being told — unless the fault lost the
+// data of every node.
 func runFailover(t *testing.T, sc foScenario) []foReport {
 	t.Helper()
 	rec := newFoRecorder()
@@ -220,7 +252,8 @@ func runFailover(t *testing.T, sc foScenario) []foReport {
 	}
 	for _, v := range sc.variants {
 		for i := range foClients {
-			opts := append([]renewlock.Option{quiet, renewlock.WithTTL(ttl), renewlock.WithSafetyMargin(foMargin)}, v.opts...)
+			logger := renewlock.WithLogger(slog.New(slog.NewTextHandler(foLog{rec, v.name}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+			opts := append([]renewlock.Option{logger, renewlock.WithTTL(ttl), renewlock.WithSafetyMargin(foMargin)}, v.opts...)
 			c, err := renewlock.New(sc.newRDB(), opts...)
 			if err != nil {
 				t.Fatal(err)
@@ -232,6 +265,7 @@ func runFailover(t *testing.T, sc foScenario) []foReport {
 			}
 		}
 	}
+	stall := watchStalls(ctx)
 	time.Sleep(sc.warm)
 	faultAt := sc.fault(t, ctx)
 	time.Sleep(sc.after)
@@ -259,22 +293,51 @@ func runFailover(t *testing.T, sc foScenario) []foReport {
 	var reports []foReport
 	for _, v := range sc.variants {
 		r := analyze(rec, v.name, faultAt)
-		r.closeTime, r.workersTime = closeTime, workersTime
+		r.closeTime, r.workersTime, r.maxStall = closeTime, workersTime, stall()
 		for _, tv := range r.tokenViolations {
 			t.Errorf("%s, %s: fencing token not strictly rising: %s", sc.name, v.name, tv)
 		}
 		// Every write a holder counts on is on every replica, so also on
 		// the one promoted: a failover of any kind cannot admit a second
 		// holder (clean or not).
-		if v.ackAll && r.overlaps > 0 {
+		if v.ackAll && !sc.dataLost && r.overlaps > 0 {
 			t.Errorf("%s, %s: %d overlaps (max %v) although every replica acknowledged: %v", sc.name, v.name, r.overlaps, r.maxOverlap, r.events)
 		}
-		if v.ackAll && r.untold > 0 {
+		if v.ackAll && !sc.dataLost && r.untold > 0 {
 			t.Errorf("%s, %s: %d holders overlapped by another were never told", sc.name, v.name, r.untold)
 		}
 		reports = append(reports, r)
 	}
 	return reports
+}
+
+// watchStalls measures, until ctx ends, the longest gap between ticks of a
+// 10 ms ticker beyond its period; the function returned reads it.
+func watchStalls(ctx context.Context) func() time.Duration {
+	var mu sync.Mutex
+	var worst time.Duration
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				now := time.Now()
+				mu.Lock()
+				worst = max(worst, now.Sub(last)-10*time.Millisecond)
+				mu.Unlock()
+				last = now
+			}
+		}
+	}()
+	return func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return worst
+	}
 }
 
 // foWorker takes key over and over until ctx ends: Acquire (bounded), then
@@ -371,8 +434,9 @@ func analyze(rec *foRecorder, variant string, faultAt time.Time) foReport {
 		r.acqs++
 		byKey[a.key] = append(byKey[a.key], a)
 		if a.lost {
-			r.events = append(r.events, fmt.Sprintf("%s client %d token %d: held %v→%v, lost: %s",
-				a.key, a.client, a.token, a.got.Sub(faultAt).Round(time.Millisecond), a.end.Sub(faultAt).Round(time.Millisecond), a.why))
+			r.events = append(r.events, fmt.Sprintf("%s client %d token %d: held %v→%v, lost: %s%s",
+				a.key, a.client, a.token, a.got.Sub(faultAt).Round(time.Millisecond), a.end.Sub(faultAt).Round(time.Millisecond), a.why,
+				warningsBefore(rec.warnings[variant], a.end, faultAt)))
 			r.losses++
 			if a.atRelease {
 				r.atRelease++
@@ -427,6 +491,28 @@ func analyze(rec *foRecorder, variant string, faultAt time.Time) foReport {
 		}
 	}
 	return r
+}
+
+// warningsBefore returns, for a loss at end, the distinct renewal warnings
+// logged in the TTL before it, with their times after the fault.
+func warningsBefore(ws []foWarning, end, faultAt time.Time) string {
+	var out []string
+	seen := map[string]bool{}
+	for _, w := range ws {
+		if w.at.After(end) || w.at.Before(end.Add(-foTTL)) {
+			continue
+		}
+		_, msg, _ := strings.Cut(w.text, " err=")
+		if msg == "" || seen[msg] {
+			continue
+		}
+		seen[msg] = true
+		out = append(out, fmt.Sprintf("%v: %s", w.at.Sub(faultAt).Round(time.Millisecond), msg))
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; renewals failed before: " + strings.Join(out, " | ")
 }
 
 // foSummary accumulates reports over rounds, per scenario and variant.

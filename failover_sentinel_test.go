@@ -28,6 +28,7 @@ type sentinelRun struct {
 	minReplicas int           // min-replicas-to-write on every data node (max lag 1 s)
 	variants    []foVariant   // default sentinelVariants()
 	noPromotion bool          // the fault promotes no replica
+	dataLost    bool          // the fault empties every node (see foScenario)
 	// fault injects the fault into g, whose primary is old, and returns
 	// when it began, once the Sentinels name a new primary.
 	fault func(t *testing.T, ctx context.Context, g *redistest.SentinelGroup, old *redistest.Server) time.Time
@@ -65,6 +66,7 @@ func (sr sentinelRun) run(t *testing.T) {
 			warm:     1500 * time.Millisecond,
 			after:    sr.after,
 			ttl:      sr.ttl,
+			dataLost: sr.dataLost,
 			fault: func(t *testing.T, ctx context.Context) time.Time {
 				if sr.noPromotion {
 					faultAt = sr.fault(t, ctx, g, old)
@@ -169,6 +171,16 @@ func waitNewPrimary(t *testing.T, ctx context.Context, g *redistest.SentinelGrou
 // writes of clients still connected to it until then.
 func TestFailoverSentinelManual(t *testing.T) {
 	sentinelRun{name: "SENTINEL FAILOVER", fault: sentinelFailover}.run(t)
+}
+
+// The same with leases of 10 s (the default): the promoted replica's
+// copies outlast the seconds the clients take to switch. Only with
+// RENEWLOCK_FAILOVER_LONG=1 (it adds 12 s a round).
+func TestFailoverSentinelManualDefaultTTL(t *testing.T) {
+	if !foLong() {
+		t.Skip("a long measurement: set RENEWLOCK_FAILOVER_LONG=1")
+	}
+	sentinelRun{name: "SENTINEL FAILOVER, TTL 10 s", ttl: 10 * time.Second, after: 8 * time.Second, fault: sentinelFailover}.run(t)
 }
 
 func sentinelFailover(t *testing.T, ctx context.Context, g *redistest.SentinelGroup, old *redistest.Server) time.Time {
@@ -324,7 +336,7 @@ func TestFailoverSentinelMinReplicas(t *testing.T) {
 // before the Sentinels count it down: it stays the primary, and its
 // replicas resynchronize from it, so every node loses every lock.
 func TestFailoverSentinelRestart(t *testing.T) {
-	sentinelRun{name: "primary restarted empty", noPromotion: true,
+	sentinelRun{name: "primary restarted empty", noPromotion: true, dataLost: true,
 		fault: func(t *testing.T, ctx context.Context, g *redistest.SentinelGroup, old *redistest.Server) time.Time {
 			at := time.Now()
 			old.Restart()
