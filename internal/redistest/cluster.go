@@ -112,6 +112,11 @@ func StartClusterWith(t testing.TB, cfg ClusterConfig) *Cluster {
 		if err := c.WaitHealthy(ctx); err != nil {
 			t.Fatalf("redistest: cluster on %s: replicas not in sync: %v", strings.Join(c.addrs(), ","), err)
 		}
+		// Every node knows every replica's master (votes in a failover
+		// need it).
+		if err := c.WaitAgreement(ctx); err != nil {
+			t.Fatalf("redistest: cluster on %s: %v", strings.Join(c.addrs(), ","), err)
+		}
 	}
 	return c
 }

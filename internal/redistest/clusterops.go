@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os/exec"
 	"sort"
 	"strconv"
@@ -173,23 +174,21 @@ func (c *Cluster) WaitSlotOwner(ctx context.Context, slot int, not *Server) (*Se
 	}
 }
 
-// ReplicasOf returns the replicas of master that master itself knows and
-// does not count failed.
+// ReplicasOf returns the running nodes that replicate master with their
+// link up, by their own INFO replication (gossip may lag behind it).
 func (c *Cluster) ReplicasOf(ctx context.Context, master *Server) ([]*Server, error) {
-	v, err := c.View(ctx, master)
-	if err != nil {
-		return nil, err
-	}
-	var myID string
-	for _, n := range v {
-		if n.Myself {
-			myID = n.ID
-		}
-	}
 	var out []*Server
-	for _, n := range v {
-		if n.MasterID == myID && !n.Failed && n.Server != nil {
-			out = append(out, n.Server)
+	for _, n := range c.nodes {
+		if n == master || !n.Running() {
+			continue
+		}
+		info, err := n.ReplicationInfo(ctx)
+		if err != nil {
+			continue // paused
+		}
+		if info["role"] == "slave" && info["master_link_status"] == "up" &&
+			net.JoinHostPort(info["master_host"], info["master_port"]) == master.Addr() {
+			out = append(out, n)
 		}
 	}
 	return out, nil
@@ -236,20 +235,26 @@ func (c *Cluster) Failover(ctx context.Context, replica *Server, mode string) er
 	if mode != "" {
 		args = append(args, mode)
 	}
-	err = replica.ask(ctx, func(ctx context.Context, rdb *redis.Client) error {
-		return rdb.Do(ctx, args...).Err()
-	})
-	if err != nil {
-		return fmt.Errorf("redistest: CLUSTER FAILOVER %s on %s: %w", mode, replica.Addr(), err)
-	}
+	// A manual failover that does not complete within 5 s (Redis's
+	// CLUSTER_MF_TIMEOUT: the votes did not come) is abandoned by Redis
+	// without a word: ask again.
 	for {
-		if owner, err := c.SlotOwner(ctx, slot); err == nil && owner == replica {
-			return nil
+		err = replica.ask(ctx, func(ctx context.Context, rdb *redis.Client) error {
+			return rdb.Do(ctx, args...).Err()
+		})
+		if err != nil {
+			return fmt.Errorf("redistest: CLUSTER FAILOVER %s on %s: %w", mode, replica.Addr(), err)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("redistest: CLUSTER FAILOVER %s on %s: slot %d not taken over: %w", mode, replica.Addr(), slot, ctx.Err())
-		case <-time.After(pollInterval):
+		retry := time.Now().Add(6 * time.Second)
+		for time.Now().Before(retry) {
+			if owner, err := c.SlotOwner(ctx, slot); err == nil && owner == replica {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("redistest: CLUSTER FAILOVER %s on %s: slot %d not taken over: %w", mode, replica.Addr(), slot, ctx.Err())
+			case <-time.After(pollInterval):
+			}
 		}
 	}
 }
@@ -346,12 +351,20 @@ func (c *Cluster) Masters(ctx context.Context) ([]ClusterNode, error) {
 	return nil, errors.New("redistest: no cluster node answered")
 }
 
-// slotMap renders which master serves which slots in a view.
+// slotMap renders a view's configuration: which master serves which
+// slots, and which node replicates which master.
 func slotMap(v []ClusterNode) string {
+	addr := map[string]string{}
+	for _, n := range v {
+		addr[n.ID] = n.Addr
+	}
 	var parts []string
 	for _, n := range v {
-		if n.Master && len(n.Slots) > 0 {
+		switch {
+		case n.Master && len(n.Slots) > 0:
 			parts = append(parts, fmt.Sprint(n.Addr, n.Slots))
+		case !n.Master && n.MasterID != "":
+			parts = append(parts, n.Addr+"→"+addr[n.MasterID])
 		}
 	}
 	sort.Strings(parts)
@@ -359,7 +372,8 @@ func slotMap(v []ClusterNode) string {
 }
 
 // WaitAgreement waits until every answering node has the same slot map
-// (after a reshard or a failover, the others learn it by gossip).
+// and the same replicas for each master (after a reshard or a failover,
+// the others learn it by gossip).
 func (c *Cluster) WaitAgreement(ctx context.Context) error {
 	var last string
 	for {
