@@ -205,7 +205,7 @@ type foReport struct {
 	events                 []string // losses and overlaps, relative to the fault
 	accepted, stale        int
 	firstAfter             time.Duration // fault → first acquisition after it (−1: none)
-	held, heldLostAtFault  int
+	held                   int
 	survived               int // holders at the fault never told of a loss
 	closeTime, workersTime time.Duration
 	// maxStall is the longest this process went without running a 10 ms
