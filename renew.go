@@ -354,6 +354,7 @@ func renewMany(ctx context.Context, rdb redis.UniversalClient, loaded *atomic.Bo
 					continue
 				}
 			}
+			reloadOnTopologyError(ctx, rdb, err)
 			if err == nil && !bySHA {
 				loaded.Store(true)
 			}

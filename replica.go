@@ -100,7 +100,7 @@ func runAcked(ctx context.Context, rdb redis.UniversalClient, script *redis.Scri
 			break
 		}
 	}
-	reloadOnMoved(ctx, rdb, cmd.Err())
+	reloadOnTopologyError(ctx, rdb, cmd.Err())
 	n, _ := wait.Int64()
 	return cmd, n
 }
@@ -111,12 +111,20 @@ func waitCmd(ctx context.Context, pipe redis.Pipeliner, ack ackWanted) *redis.Cm
 	return pipe.Do(ctx, "WAIT", ack.n, ack.timeout.Milliseconds())
 }
 
-// reloadOnMoved makes a Cluster client reload its slot map when a command
-// sent to a node directly learns that a slot moved: go-redis follows MOVED
-// and ASK only for the commands it routes itself.
-func reloadOnMoved(ctx context.Context, rdb redis.UniversalClient, err error) {
-	if cc, ok := rdb.(*redis.ClusterClient); ok && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK")) {
-		cc.ReloadState(ctx)
+// reloadOnTopologyError makes a Cluster client reload its slot map when a
+// command learns that the cluster changed: a slot moved (MOVED, ASK: go-redis
+// follows them only for the commands it routes itself), or a node did not
+// answer at all (its master may be dead, and its replica promoted: go-redis
+// otherwise keeps sending that node's slots to it until its periodic reload,
+// up to a minute later). go-redis coalesces reloads, so this is cheap.
+func reloadOnTopologyError(ctx context.Context, rdb redis.UniversalClient, err error) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok || err == nil {
+		return
+	}
+	if redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK") || redis.HasErrorPrefix(err, "CLUSTERDOWN") ||
+		(!isReplyError(err) && !errors.Is(err, context.Canceled)) {
+		cc.ReloadState(context.WithoutCancel(ctx))
 	}
 }
 
@@ -179,7 +187,7 @@ func renewAcked(ctx context.Context, rdb redis.UniversalClient, loaded interface
 						cerr = err
 					}
 					noscript = noscript || redis.HasErrorPrefix(cerr, "NOSCRIPT")
-					reloadOnMoved(ctx, rdb, cerr)
+					reloadOnTopologyError(ctx, rdb, cerr)
 					for j, idx := range g {
 						out[idx] = renewResult{err: cerr, acked: acked, ackChecked: true}
 						if cerr == nil {

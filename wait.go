@@ -91,6 +91,7 @@ func (c *Client) attempt(ctx context.Context, le *lease, join bool) (res acquire
 		err = fmt.Errorf("renewlock: acquire script returned %v", vals)
 	}
 	if err != nil {
+		reloadOnTopologyError(ctx, c.rdb, err)
 		if !isReplyError(err) {
 			// The outcome is unknown (timeout, connection lost): the same
 			// id is retried or cleaned up, and both are safe.

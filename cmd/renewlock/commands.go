@@ -33,7 +33,7 @@ func (g *globals) target(cmd *cobra.Command) (cli.RedisTarget, error) {
 		return t, err
 	}
 	// A bad URL or certificate file is a usage error before any work.
-	if _, err := t.Options(); err != nil {
+	if err := t.Validate(); err != nil {
 		return t, err
 	}
 	return t, nil

@@ -210,7 +210,8 @@ func TestCode(t *testing.T) {
 // FuzzRedisTarget checks that no URL makes the resolution or parsing panic,
 // and that an error never shows the password.
 func FuzzRedisTarget(f *testing.F) {
-	for _, s := range []string{"redis://h:1/2", "rediss://u:p@h", "unix:///s?db=1", "redis://u:p@h:x", "%", "redis://[::1", "://@:"} {
+	for _, s := range []string{"redis://h:1/2", "rediss://u:p@h", "unix:///s?db=1", "redis://u:p@h:x", "%", "redis://[::1", "://@:",
+		"redis-sentinel://u:p@h1,h2:26380/m/1?sentinel_password=x", "rediss-cluster://h1,[::1]:7000?read_timeout=1s", "redis-cluster://,/"} {
 		f.Add(s, "")
 	}
 	f.Fuzz(func(t *testing.T, rest, env string) {
@@ -224,6 +225,7 @@ func FuzzRedisTarget(f *testing.F) {
 			t.Fatal(err)
 		}
 		_, _ = tgt.Options()
+		_ = tgt.Validate()
 		_ = RedactURL(env)
 
 		const secret = "Zq9SECRETpw"
@@ -236,6 +238,15 @@ func FuzzRedisTarget(f *testing.F) {
 		}
 		if _, err := (RedisTarget{URL: u, Source: "--redis"}).Options(); err != nil && strings.Contains(err.Error(), secret) {
 			t.Fatalf("error shows the password: %v", err)
+		}
+		for _, scheme := range []string{"redis-sentinel", "redis-cluster"} {
+			u := scheme + "://user:" + secret + "@" + rest
+			if r := RedactURL(u); strings.Contains(r, secret) {
+				t.Fatalf("RedactURL(%q) = %q", u, r)
+			}
+			if err := (RedisTarget{URL: u, Source: "--redis"}).Validate(); err != nil && strings.Contains(err.Error(), secret) {
+				t.Fatalf("error shows the password: %v", err)
+			}
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -161,31 +162,49 @@ func pathErr(err error) error {
 // Certificate files are loaded here, so that a missing or bad file is a
 // usage error naming it before anything connects.
 func (t RedisTarget) applyConn(opts *redis.Options) error {
+	if opts.Network == "unix" {
+		if given, tlsGiven := t.Conn.tlsGiven(); opts.TLSConfig != nil || tlsGiven {
+			what := "a rediss:// URL"
+			if tlsGiven {
+				what = given.Source
+			}
+			return Usagef("%s asks for TLS, but Redis at %s is a Unix socket, which Redis serves without TLS; use a rediss://host:port URL", what, t.Redacted())
+		}
+	}
+	host, _, err := net.SplitHostPort(opts.Addr)
+	if err != nil {
+		host = opts.Addr
+	}
+	return t.applyConnTo(connFields{user: &opts.Username, pass: &opts.Password, tls: &opts.TLSConfig, host: host})
+}
+
+// connFields are where a client's options keep what the connection
+// settings override: for a Sentinel, the master's user and password (the
+// Sentinels' own come from the URL only); TLS applies to every server.
+type connFields struct {
+	user, pass *string
+	tls        **tls.Config
+	// host is the server name checked in TLS by default; "" for several
+	// servers, so that each is checked against its own host name.
+	host string
+}
+
+// applyConnTo puts the settings that override the URL into f.
+func (t RedisTarget) applyConnTo(f connFields) error {
 	c := t.Conn
 	if c.User.IsSet() {
-		opts.Username = c.User.Value
+		*f.user = c.User.Value
 	}
 	if c.Pass.IsSet() {
-		opts.Password = c.Pass.Value
+		*f.pass = c.Pass.Value
 	}
-	given, tlsGiven := c.tlsGiven()
-	if opts.TLSConfig == nil && !tlsGiven {
+	_, tlsGiven := c.tlsGiven()
+	if *f.tls == nil && !tlsGiven {
 		return nil
 	}
-	if opts.Network == "unix" {
-		what := "a rediss:// URL"
-		if tlsGiven {
-			what = given.Source
-		}
-		return Usagef("%s asks for TLS, but Redis at %s is a Unix socket, which Redis serves without TLS; use a rediss://host:port URL", what, t.Redacted())
-	}
-	cfg := opts.TLSConfig
+	cfg := *f.tls
 	if cfg == nil {
-		host, _, err := net.SplitHostPort(opts.Addr)
-		if err != nil {
-			host = opts.Addr
-		}
-		cfg = &tls.Config{ServerName: host}
+		cfg = &tls.Config{ServerName: f.host}
 	}
 	cfg.MinVersion = tls.VersionTLS12
 	if c.TLSCACert.IsSet() {
@@ -213,7 +232,7 @@ func (t RedisTarget) applyConn(opts *redis.Options) error {
 	if c.TLSInsecure.IsSet() {
 		cfg.InsecureSkipVerify = c.TLSInsecure.Value == "true"
 	}
-	opts.TLSConfig = cfg
+	*f.tls = cfg
 	return nil
 }
 
@@ -278,10 +297,27 @@ func (t RedisTarget) user() string {
 	if t.Conn.User.IsSet() {
 		return t.Conn.User.Value
 	}
-	if o, err := redis.ParseURL(t.URL); err == nil && o.Username != "" {
-		return o.Username
+	name := ""
+	switch t.Topology() {
+	case TopologySingle:
+		if o, err := redis.ParseURL(t.URL); err == nil {
+			name = o.Username
+		}
+	default:
+		if p, err := splitTopoURL(t.URL, DefaultRedisPort); err == nil {
+			name, _, _ = p.user()
+		}
 	}
-	return "default"
+	if name == "" {
+		return "default"
+	}
+	return name
+}
+
+// urlTLS reports whether the URL's scheme asks for TLS.
+func urlTLS(u string) bool {
+	scheme, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(u)), "://")
+	return scheme == "rediss" || scheme == SchemeSentinelTLS || scheme == SchemeClusterTLS
 }
 
 // tlsOn reports whether the target connects with TLS.
@@ -289,7 +325,7 @@ func (t RedisTarget) tlsOn() bool {
 	if _, ok := t.Conn.tlsGiven(); ok {
 		return true
 	}
-	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(t.URL)), "rediss://")
+	return urlTLS(t.URL)
 }
 
 // secrets returns the passwords to hide in messages.
@@ -297,7 +333,11 @@ func (t RedisTarget) secrets() []string {
 	var out []string
 	if pw := urlPassword(t.URL); pw != "" {
 		out = append(out, pw)
+		if dec, err := url.PathUnescape(pw); err == nil && dec != pw {
+			out = append(out, dec)
+		}
 	}
+	out = append(out, queryPasswords(t.URL)...)
 	if t.Conn.Pass.Value != "" {
 		out = append(out, t.Conn.Pass.Value)
 	}
@@ -311,7 +351,7 @@ func (t RedisTarget) describe() string {
 	if t.Conn.User.IsSet() {
 		s += fmt.Sprintf(", user from %s", t.Conn.User.Source)
 	}
-	if t.tlsOn() && !strings.HasPrefix(strings.ToLower(t.URL), "rediss://") {
+	if t.tlsOn() && !urlTLS(t.URL) {
 		s += ", TLS"
 	}
 	return s + ")"

@@ -37,7 +37,7 @@ type demo struct {
 	cfg      *DemoConfig
 	ttl      time.Duration
 	target   RedisTarget
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	key      string // the lock's key
 	register string // the fenced register's Redis key
 	start    time.Time

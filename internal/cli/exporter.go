@@ -150,7 +150,7 @@ func orAll(pattern string) string {
 type lockCollector struct {
 	cfg    *ExporterConfig
 	client *renewlock.Client
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 
 	mu    sync.Mutex // one read of Redis at a time; guards what follows
 	errs  map[string]float64
@@ -163,7 +163,7 @@ type lockCollector struct {
 // Kinds of failed scrapes, the values of the kind label.
 var scrapeErrorKinds = []string{"unavailable", "permission", "rejected"}
 
-func newLockCollector(cfg *ExporterConfig, client *renewlock.Client, rdb *redis.Client) *lockCollector {
+func newLockCollector(cfg *ExporterConfig, client *renewlock.Client, rdb redis.UniversalClient) *lockCollector {
 	c := &lockCollector{cfg: cfg, client: client, rdb: rdb, errs: map[string]float64{}, wasUp: true}
 	for _, k := range scrapeErrorKinds {
 		c.errs[k] = 0

@@ -44,7 +44,7 @@ func Leader(o *OpConfig, name string, watch bool) error {
 	// --watch ends with SIGINT or SIGTERM, also one that comes early.
 	wctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return o.withRedis(what, func(ctx context.Context, rdb *redis.Client, c *renewlock.Client) error {
+	return o.withRedis(what, func(ctx context.Context, rdb redis.UniversalClient, c *renewlock.Client) error {
 		// Read it once, also before watching: a name that is another kind
 		// of lock, or a Redis that refuses, fails now.
 		info, err := c.Inspect(ctx, name)
@@ -132,7 +132,7 @@ func (o *OpConfig) watchLeader(ctx context.Context, c *renewlock.Client, name st
 
 // canSubscribe checks that the user may subscribe to the channel on which
 // the election's changes are announced.
-func (o *OpConfig) canSubscribe(ctx context.Context, rdb *redis.Client, name string) error {
+func (o *OpConfig) canSubscribe(ctx context.Context, rdb redis.UniversalClient, name string) error {
 	ps := rdb.Subscribe(ctx, o.Prefix+"leader:"+name)
 	defer ps.Close()
 	_, err := ps.Receive(ctx)

@@ -24,7 +24,7 @@ func TestLibraryOnMiniredis(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	const ttl = 300 * time.Millisecond
-	newClient := func() (*renewlock.Client, *redis.Client) {
+	newClient := func() (*renewlock.Client, redis.UniversalClient) {
 		rdb, err := NewRedisClient(RedisTarget{URL: srv.URL})
 		if err != nil {
 			t.Fatal(err)

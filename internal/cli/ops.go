@@ -139,13 +139,13 @@ func kindText(in *renewlock.Info) string {
 // withClient connects to Redis and runs f with a renewlock client. what
 // names the operation in messages.
 func (o *OpConfig) withClient(what string, f func(ctx context.Context, c *renewlock.Client) error) error {
-	return o.withRedis(what, func(ctx context.Context, _ *redis.Client, c *renewlock.Client) error { return f(ctx, c) })
+	return o.withRedis(what, func(ctx context.Context, _ redis.UniversalClient, c *renewlock.Client) error { return f(ctx, c) })
 }
 
 // openOperator returns a go-redis client for target and a quiet renewlock
 // Client on it with prefix, for the commands that read or remove locks
 // (status, list, release, watch, exporter); close releases both.
-func openOperator(target RedisTarget, prefix string) (rdb *redis.Client, c *renewlock.Client, close func(), err error) {
+func openOperator(target RedisTarget, prefix string) (rdb redis.UniversalClient, c *renewlock.Client, close func(), err error) {
 	rdb, err = NewRedisClient(target)
 	if err != nil {
 		return nil, nil, nil, err
@@ -159,7 +159,7 @@ func openOperator(target RedisTarget, prefix string) (rdb *redis.Client, c *rene
 }
 
 // withRedis is withClient for an f that needs the go-redis client too.
-func (o *OpConfig) withRedis(what string, f func(ctx context.Context, rdb *redis.Client, c *renewlock.Client) error) error {
+func (o *OpConfig) withRedis(what string, f func(ctx context.Context, rdb redis.UniversalClient, c *renewlock.Client) error) error {
 	rdb, c, closeAll, err := openOperator(o.Redis, o.Prefix)
 	if err != nil {
 		return err

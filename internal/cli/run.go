@@ -114,17 +114,13 @@ func (c *RunConfig) validateTiming() error {
 	return nil
 }
 
-// NewRedisClient returns a go-redis client for target. Context deadlines
-// are honoured by the network calls, so every renewlock call is bounded by
-// the context it gets.
-func NewRedisClient(target RedisTarget) (*redis.Client, error) {
+// NewRedisClient returns a go-redis client for target (a single server,
+// a Sentinel-managed primary or a Cluster: RedisTarget.NewClient). Context
+// deadlines are honoured by the network calls, so every renewlock call is
+// bounded by the context it gets.
+func NewRedisClient(target RedisTarget) (redis.UniversalClient, error) {
 	quietRedisOnce.Do(func() { redis.SetLogger(discardLogger{}) })
-	opts, err := target.Options()
-	if err != nil {
-		return nil, err
-	}
-	opts.ContextTimeoutEnabled = true
-	return redis.NewClient(opts), nil
+	return target.NewClient()
 }
 
 var quietRedisOnce sync.Once
@@ -138,7 +134,7 @@ func (discardLogger) Printf(context.Context, string, ...any) {}
 // ping checks that Redis answers and lets the user in, so that a wrong URL
 // fails at once with ExitUnavailable, and a wrong password with ExitNoPerm,
 // instead of waiting.
-func ping(ctx context.Context, rdb *redis.Client, target RedisTarget) error {
+func ping(ctx context.Context, rdb redis.UniversalClient, target RedisTarget) error {
 	if err := pingErr(ctx, rdb); err != nil {
 		return redisFailure("connecting", target, err)
 	}
@@ -147,7 +143,7 @@ func ping(ctx context.Context, rdb *redis.Client, target RedisTarget) error {
 
 // pingErr sends PING, bounded by ConnectTimeout. A user who may not PING
 // got in: the commands renewlock needs are checked when they run.
-func pingErr(ctx context.Context, rdb *redis.Client) error {
+func pingErr(ctx context.Context, rdb redis.UniversalClient) error {
 	ctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil && replyPrefix(err) != "NOPERM" {

@@ -98,7 +98,7 @@ func (s *snapshot) age(in *renewlock.Info) time.Duration {
 // watcher holds the connection and state of a watch.
 type watcher struct {
 	cfg    *WatchConfig
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	client *renewlock.Client
 	n      int
 }

@@ -33,11 +33,26 @@ func CLIBinary() string {
 // the gossip until every node reports cluster_state:ok.
 const clusterReadyTimeout = 30 * time.Second
 
-// Cluster is a Redis Cluster of masters without replicas, on loopback,
-// owned by a test. Its nodes stop when the test ends.
+// Cluster is a Redis Cluster on loopback, owned by a test: masters, and
+// replicas if asked (StartClusterWith). Its nodes stop when the test ends.
 type Cluster struct {
 	t     testing.TB
+	cfg   ClusterConfig
 	nodes []*Server
+}
+
+// ClusterConfig says how StartClusterWith builds a cluster.
+type ClusterConfig struct {
+	// Masters is the number of masters, at least 3 (redis-cli requires it).
+	Masters int
+	// Replicas is the number of replicas of each master. Default 0.
+	Replicas int
+	// NodeTimeout is cluster-node-timeout: how long a node may be
+	// unreachable before the others count it failed and its replica takes
+	// over. Default 2 s.
+	NodeTimeout time.Duration
+	// Args are extra config directives for every node.
+	Args []string
 }
 
 // StartCluster starts masters redis-server processes in cluster mode (at
@@ -47,16 +62,29 @@ type Cluster struct {
 // message if redis-server or redis-cli is not installed.
 func StartCluster(t testing.TB, masters int) *Cluster {
 	t.Helper()
-	if masters < 3 {
-		t.Fatalf("redistest: StartCluster(%d): a Redis Cluster needs at least 3 masters", masters)
+	return StartClusterWith(t, ClusterConfig{Masters: masters})
+}
+
+// StartClusterWith starts cfg.Masters × (1 + cfg.Replicas) cluster-mode
+// servers and joins them with `redis-cli --cluster create
+// --cluster-replicas N`, which makes the first Masters nodes masters and
+// attaches the others as their replicas. It returns once every node
+// reports cluster_state:ok and every replica is in sync with its master.
+func StartClusterWith(t testing.TB, cfg ClusterConfig) *Cluster {
+	t.Helper()
+	if cfg.Masters < 3 {
+		t.Fatalf("redistest: StartCluster(%d): a Redis Cluster needs at least 3 masters", cfg.Masters)
+	}
+	if cfg.NodeTimeout == 0 {
+		cfg.NodeTimeout = 2 * time.Second
 	}
 	cli, err := exec.LookPath(CLIBinary())
 	if err != nil {
 		t.Fatalf("redistest: %s not found in PATH: it forms the test cluster; install it (apt-get install redis-tools) or set $REDIS_CLI: %v", CLIBinary(), err)
 	}
-	c := &Cluster{t: t}
-	for range masters {
-		c.nodes = append(c.nodes, startClusterNode(t))
+	c := &Cluster{t: t, cfg: cfg}
+	for range cfg.Masters * (1 + cfg.Replicas) {
+		c.nodes = append(c.nodes, startClusterNode(t, cfg))
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), clusterReadyTimeout)
@@ -65,7 +93,7 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 	for _, n := range c.nodes {
 		args = append(args, n.Addr())
 	}
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(cfg.Replicas), "--cluster-yes")
 	cmd := exec.CommandContext(ctx, cli, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	redisserver.SetParentDeathSignal(cmd.SysProcAttr)
@@ -80,6 +108,16 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 	if err := c.waitReady(ctx); err != nil {
 		t.Fatalf("redistest: cluster on %s not ready: %v", strings.Join(c.addrs(), ","), err)
 	}
+	if cfg.Replicas > 0 {
+		if err := c.WaitHealthy(ctx); err != nil {
+			t.Fatalf("redistest: cluster on %s: replicas not in sync: %v", strings.Join(c.addrs(), ","), err)
+		}
+		// Every node knows every replica's master (votes in a failover
+		// need it).
+		if err := c.WaitAgreement(ctx); err != nil {
+			t.Fatalf("redistest: cluster on %s: %v", strings.Join(c.addrs(), ","), err)
+		}
+	}
 	return c
 }
 
@@ -87,18 +125,21 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 // picked as a free port too: the default (port + 10000) is out of range for
 // half of the ephemeral ports, and may be taken. (Start retries with a new
 // client port if that one collides with the bus port.)
-func startClusterNode(t testing.TB) *Server {
+func startClusterNode(t testing.TB, cfg ClusterConfig) *Server {
 	t.Helper()
 	bus, err := freePort()
 	if err != nil {
 		t.Fatalf("redistest: finding a free cluster bus port: %v", err)
 	}
-	return Start(t,
+	return Start(t, append([]string{
+		// Replicas sync at once (by default Redis waits 5 s for more
+		// replicas to share a diskless sync).
+		"--repl-diskless-sync-delay", "0",
 		"--cluster-enabled", "yes",
 		"--cluster-config-file", "nodes.conf",
-		"--cluster-node-timeout", "2000",
+		"--cluster-node-timeout", strconv.FormatInt(cfg.NodeTimeout.Milliseconds(), 10),
 		"--cluster-port", strconv.Itoa(bus),
-	)
+	}, cfg.Args...)...)
 }
 
 func (c *Cluster) addrs() []string {
@@ -149,8 +190,9 @@ func clusterInfoField(info, name string) string {
 	return ""
 }
 
-// Nodes returns the cluster's servers (all masters), in the order given to
-// redis-cli.
+// Nodes returns the cluster's servers, in the order given to redis-cli:
+// without replicas, all masters; with replicas, the first Masters were
+// made masters (roles change with failovers: ask Roles).
 func (c *Cluster) Nodes() []*Server { return append([]*Server(nil), c.nodes...) }
 
 // Addrs returns the nodes' addresses.
@@ -173,12 +215,17 @@ func (c *Cluster) Client(opts ...func(*redis.ClusterOptions)) *redis.ClusterClie
 const SentinelMaster = "mymaster"
 
 // Sentinel is one Redis Sentinel process owned by a test, monitoring one
-// master as SentinelMaster with a quorum of 1. It stops when the test ends.
+// master as SentinelMaster (StartSentinel: alone, with a quorum of 1;
+// StartSentinels: one of several). It stops when the test ends.
 type Sentinel struct {
 	t      testing.TB
 	dir    string
 	port   int
 	master *Server
+	// quorum, downAfter and failoverTimeout are its monitor settings.
+	quorum          int
+	downAfter       time.Duration
+	failoverTimeout time.Duration
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -194,9 +241,16 @@ func StartSentinel(t testing.TB, master *Server) *Sentinel {
 	if _, err := exec.LookPath(Binary()); err != nil {
 		t.Fatalf("redistest: %s not found in PATH: install Redis (apt-get install redis-server) or set $REDIS_SERVER: %v", Binary(), err)
 	}
+	return startSentinel(t, master, 1, time.Second, 5*time.Second)
+}
+
+// startSentinel starts one Sentinel monitoring master with the given
+// quorum, down-after and failover timeout.
+func startSentinel(t testing.TB, master *Server, quorum int, downAfter, failoverTimeout time.Duration) *Sentinel {
+	t.Helper()
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		s := &Sentinel{t: t, dir: t.TempDir(), master: master}
+		s := &Sentinel{t: t, dir: t.TempDir(), master: master, quorum: quorum, downAfter: downAfter, failoverTimeout: failoverTimeout}
 		if s.port, err = freePort(); err != nil {
 			continue
 		}
@@ -219,10 +273,11 @@ protected-mode no
 daemonize no
 dir %s
 logfile %s
-sentinel monitor %s 127.0.0.1 %d 1
-sentinel down-after-milliseconds %s 1000
-sentinel failover-timeout %s 5000
-`, s.port, s.dir, log, SentinelMaster, s.master.Port(), SentinelMaster, SentinelMaster)
+sentinel monitor %s 127.0.0.1 %d %d
+sentinel down-after-milliseconds %s %d
+sentinel failover-timeout %s %d
+`, s.port, s.dir, log, SentinelMaster, s.master.Port(), s.quorum,
+		SentinelMaster, s.downAfter.Milliseconds(), SentinelMaster, s.failoverTimeout.Milliseconds())
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		return err
 	}
