@@ -280,6 +280,15 @@ func writeMarkdown(w io.Writer, res *results, libs []*libState) {
 	if res.S7 != nil {
 		writeS7(p, res.S7, libs, m.Config.Rounds)
 	}
+	if res.S8 != nil {
+		writeS8(p, res.S8, m.Config.Rounds)
+	}
+	if res.S9 != nil {
+		writeS9(p, res.S9, m.Config.Rounds)
+	}
+	if res.S10 != nil {
+		writeS10(p, res.S10, m.Config.Rounds)
+	}
 	for _, issue := range []struct {
 		n     int
 		title string
