@@ -420,6 +420,7 @@ func (h *History) checkLeads(r *Result, ttl int64, order []*holder) {
 		// than the token says; renewals seen by the observer extend it.
 		e, eCall, eTok, eObs := h.expiryBound(hd, ttl, expiry)
 		if f := h.faultDuring(FaultRedisKill, "", hd.acq.Call, told); f != nil {
+			f = h.lastFaultBefore(FaultRedisKill, "", hd.acq.Call, told) // the restart it learned of
 			r.LateLosses = append(r.LateLosses, fmt.Sprintf("key vanished in a Redis restart, told %v later", time.Duration(told-f.Start).Round(time.Millisecond)))
 			continue
 		}
@@ -528,6 +529,19 @@ func (h *History) faultDuring(kind, target string, from, to int64) *Fault {
 		}
 	}
 	return nil
+}
+
+// lastFaultBefore returns the latest fault of kind (against target, if
+// given) that started in [from, to], or the one active at from.
+func (h *History) lastFaultBefore(kind, target string, from, to int64) *Fault {
+	var last *Fault
+	for i := range h.faults {
+		f := &h.faults[i]
+		if f.Kind == kind && (target == "" || f.Target == target) && f.Start <= to && (f.Start >= from || f.End >= from) {
+			last = f
+		}
+	}
+	return last
 }
 
 // checkTakeover is (d): after a holder's process is killed or frozen, or the

@@ -45,6 +45,7 @@ type EnvConfig struct {
 	Loops     int           // holder loops per key in each in-process Client (≥ 2 exercises hand-offs inside a Client); default 1
 	Procs     int           // worker processes, connected directly
 	Hold      time.Duration // mean hold time of in-process clients
+	Hold2     time.Duration // of their second and later loops per key, if set (else Hold)
 	ProcHold  time.Duration // mean hold time of worker processes
 	ProcWork  time.Duration // un-interruptible work before each write in worker processes
 	WorkerBin string        // path of the built chaos/cmd/worker
@@ -207,6 +208,9 @@ func (e *Env) startInProc(i int) {
 				holder = fmt.Sprintf("%s#%d", holder, j)
 			}
 			cfg := e.workloadConfig(holder, k)
+			if j > 0 && e.Cfg.Hold2 > 0 {
+				cfg.Hold = e.Cfg.Hold2
+			}
 			e.wg.Add(1)
 			go func() {
 				defer e.wg.Done()

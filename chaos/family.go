@@ -372,7 +372,8 @@ func (h *History) countStaleAccepted(r *Result, lim Limits, order []*holder, wor
 // to the first acquisition by another process that the victim's share
 // stood in the way of (a semaphore: one that brings the others' valid
 // permits to the limit; a read-write lock: any, if the victim wrote, else a
-// writer). Failed: if at fault + TTL + slack another process had been
+// writer, counted from when the last other holder it waited for ended, if
+// that was after the fault). Failed: if at fault + TTL + slack another process had been
 // waiting (a blocking acquire called before fault + TTL, still waiting
 // then) while the others' holders left room for it.
 func (h *History) checkSharedTakeover(r *Result, lim Limits, byKey map[string][]*holder) {
@@ -432,7 +433,19 @@ func (h *History) checkSharedTakeover(r *Result, lim Limits, byKey map[string][]
 			}
 			if next != nil {
 				d := next.start - f.Start
-				r.Takeovers = append(r.Takeovers, time.Duration(d))
+				// Reported: for a read-write lock, from the later of the fault
+				// and the end of the last other holder the next one waited
+				// for (a writer after a dead reader also waits for live
+				// readers); the failure test below does not depend on it.
+				from := f.Start
+				if ks.Kind == workload.KindRW {
+					for _, o := range others {
+						if o != next && o.start < next.start && o.end > from && ks.conflict(o, next) {
+							from = max(from, min(o.end, next.start))
+						}
+					}
+				}
+				r.Takeovers = append(r.Takeovers, time.Duration(next.start-from))
 				if d <= bound {
 					continue
 				}

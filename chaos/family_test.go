@@ -28,6 +28,9 @@ var familyKinds = []string{"sem:2", "rw", "elect"}
 var familyScenarios = []string{"redis-pause", "redis-restart", "partition", "client-pause", "client-crash"}
 
 // TestChaosFamily runs the semaphore, the read-write lock and the election
+// (each in-process client's first loop per key holds for 2×TTL, so leases
+// ride through Redis faults and are lost by deadline, as in TestChaos; the
+// second for TTL/2, so they change hands often)
 // under the faults of familyScenarios and checks each kind's history
 // (family.go). Its length per scenario is -chaos.duration, as TestChaos's.
 func TestChaosFamily(t *testing.T) {
@@ -50,7 +53,7 @@ func TestChaosFamily(t *testing.T) {
 			e := NewEnv(t, EnvConfig{
 				Name: "family-" + sc.name, TTL: ttl, Keys: len(familyKinds), Kinds: familyKinds,
 				InProc: 3, Loops: 2, Procs: 2,
-				Hold: ttl / 2, ProcHold: 4 * ttl / 10, ProcWork: 30 * time.Millisecond,
+				Hold: 2 * ttl, Hold2: ttl / 2, ProcHold: 4 * ttl / 10, ProcWork: 30 * time.Millisecond,
 				WriteRatio: 0.3, ProcWriteRatio: 0.5,
 				WorkerBin: workerBin, Resource: resClient,
 			})

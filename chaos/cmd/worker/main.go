@@ -1,7 +1,9 @@
 // Command worker is a lock client in its own OS process, for the fault
 // suite: it runs the holder loop of package workload on several keys and
 // prints every event as one JSON line on stdout, on the system-wide
-// monotonic clock. The suite SIGSTOPs and SIGKILLs it to model a paused or
+// monotonic clock. Each key is a mutex unless -kinds says otherwise
+// (sem:LIMIT, rw, elect: the lock family; -write-ratio for read-write
+// locks). The suite SIGSTOPs and SIGKILLs it to model a paused or
 // crashed holder. SIGTERM or SIGINT stops it cleanly: loops finish, locks
 // are released, the client is closed, and it exits 0.
 package main
