@@ -76,7 +76,7 @@ func chartsFromJSON(data []byte, dir string, formats []string) ([]string, error)
 }
 
 // errNoCharts: the results have no scenario with a chart.
-var errNoCharts = errors.New("the results have none of S3, S4 or S7: no chart to draw")
+var errNoCharts = errors.New("the results have none of S3, S4, S7, S8, S9 or S10: no chart to draw")
 
 // writeCharts draws every chart the results have data for into dir.
 func writeCharts(res *results, dir string, formats []string) ([]string, error) {
@@ -96,6 +96,8 @@ func writeCharts(res *results, dir string, formats []string) ([]string, error) {
 	}
 	add(s7ScalingFigure(res))
 	add(s4Figure(res))
+	add(familyFigure(res)) // charts_family.go
+	add(s8IdleFigure(res))
 	if len(figs) == 0 {
 		return nil, errNoCharts
 	}

@@ -59,6 +59,16 @@ type config struct {
 	S1XVariants string        `json:"s1x_variants"`
 	Libs        string        `json:"libs"`
 	Scenarios   string        `json:"scenarios"`
+	// The lock family (elect.go, semrw.go).
+	S8           time.Duration `json:"s8_idle_window_per_round"`
+	S8Clients    string        `json:"s8_candidates"`
+	S8TTL        time.Duration `json:"s8_ttl"`
+	S8Handoffs   int           `json:"s8_handoffs_per_round"`
+	S9           time.Duration `json:"s9_s10_window_per_round"`
+	S9Workers    int           `json:"s9_s10_goroutines"`
+	S9Limit      int           `json:"s9_limit"`
+	S9Hold       time.Duration `json:"s9_s10_hold"`
+	S10ReadRatio float64       `json:"s10_read_ratio"`
 }
 
 type bench struct {
@@ -99,10 +109,17 @@ type results struct {
 	S1XOrder       []string                  `json:"s1x_variants,omitempty"`
 	S1XRedis       map[string]*scriptCostRes `json:"s1x_redis_side_pipelined,omitempty"`
 	S1XRedisO      []string                  `json:"-"`
+	S8             *s8Out                    `json:"s8_election,omitempty"`
+	S9             *familyOut                `json:"s9_semaphore,omitempty"`
+	S10            *familyOut                `json:"s10_rwlock,omitempty"`
 	Targets        []target                  `json:"targets,omitempty"`
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "s8-child" {
+		electChild(os.Args[2:]) // a leader for S8's failover, killed by its parent
+		return
+	}
 	var cfg config
 	out := flag.String("out", "", "write the results as JSON to this file")
 	md := flag.String("md", "", "also write the markdown tables to this file")
@@ -131,7 +148,16 @@ func main() {
 	flag.StringVar(&cfg.S1XVariants, "s1x-variants", "", "S1X variants to run (default all; e.g. renewlock,raw-scripts)")
 	flag.StringVar(&cfg.ScriptsDir, "scripts-dir", "../scripts", "renewlock's Lua scripts, for S1X's raw variants")
 	flag.StringVar(&cfg.Libs, "libs", "", "comma-separated libraries to run (default all)")
-	flag.StringVar(&cfg.Scenarios, "scenarios", "s1,s2,s3,s4,s5,s6,s7", "comma-separated scenarios to run (also: s1x; rl, Redlock on 3 masters against redsync, with the -s1, -s3, -s3-goroutines and -s4 settings)")
+	flag.StringVar(&cfg.Scenarios, "scenarios", "s1,s2,s3,s4,s5,s6,s7,s8,s9,s10", "comma-separated scenarios to run (also: s1x; rl, Redlock on 3 masters against redsync, with the -s1, -s3, -s3-goroutines and -s4 settings)")
+	flag.DurationVar(&cfg.S8, "s8", 2*time.Second, "S8 (election) idle window per library, N and round")
+	flag.StringVar(&cfg.S8Clients, "s8-clients", "0,1,8,32", "S8 numbers of waiting candidates (0: the leader alone)")
+	flag.DurationVar(&cfg.S8TTL, "s8-ttl", 2*time.Second, "S8 lease of every library's election (failover takes about this long)")
+	flag.IntVar(&cfg.S8Handoffs, "s8-handoffs", 8, "S8 resignations per library and round (at the largest N)")
+	flag.DurationVar(&cfg.S9, "s9", 1200*time.Millisecond, "S9 (semaphore) and S10 (read-write lock) window per library and round")
+	flag.IntVar(&cfg.S9Workers, "s9-goroutines", 16, "S9 and S10 goroutines (split over 2 clients)")
+	flag.IntVar(&cfg.S9Limit, "s9-limit", 4, "S9 semaphore limit")
+	flag.DurationVar(&cfg.S9Hold, "s9-hold", time.Millisecond, "S9 and S10 hold time")
+	flag.Float64Var(&cfg.S10ReadRatio, "s10-reads", 0.9, "S10 fraction of reads")
 	flag.Parse()
 
 	var formats []string
@@ -347,6 +373,21 @@ func run(cfg config, bin, out, mdPath, chartDir string, chartFormats []string) e
 	if want("rl") {
 		if res.RL, err = b.redlockScenario(bin); err != nil {
 			return err
+		}
+	}
+	if want("s8") {
+		if res.S8, err = b.runS8(); err != nil {
+			return err
+		}
+	}
+	if want("s9") {
+		if res.S9, err = b.runFamilyScenario(false); err != nil {
+			return fmt.Errorf("S9: %w", err)
+		}
+	}
+	if want("s10") {
+		if res.S10, err = b.runFamilyScenario(true); err != nil {
+			return fmt.Errorf("S10: %w", err)
 		}
 	}
 	res.Ping = summarize(pings)

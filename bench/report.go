@@ -283,6 +283,15 @@ func writeMarkdown(w io.Writer, res *results, libs []*libState) {
 	if res.RL != nil {
 		writeRL(p, res.RL, m.Config)
 	}
+	if res.S8 != nil {
+		writeS8(p, res.S8, m.Config.Rounds)
+	}
+	if res.S9 != nil {
+		writeS9(p, res.S9, m.Config.Rounds)
+	}
+	if res.S10 != nil {
+		writeS10(p, res.S10, m.Config.Rounds)
+	}
 	for _, issue := range []struct {
 		n     int
 		title string

@@ -24,6 +24,11 @@ type Limits struct {
 	TakeoverSlack time.Duration
 	// CheckTimeout bounds porcupine per key.
 	CheckTimeout time.Duration
+	// Kinds gives the kind of lock of each key (family.go); a key not in
+	// it is a mutex. Keys, if not nil, restricts the check to these keys
+	// (one kind's row of the family table).
+	Kinds map[string]kindSpec
+	Keys  []string
 }
 
 // Result is the outcome of checking one scenario's history.
@@ -52,6 +57,19 @@ type Result struct {
 	MaxStall        time.Duration // longest scheduling stall of any client process
 
 	Violations map[string][]string // check letter → messages
+
+	// The lock family (family.go): reads of read-write locks' resources
+	// (also counted in Writes, Accepted and Rejected), and writes accepted
+	// although sent after their holder's lease could have ended in Redis
+	// (a frozen permit holder writing to its own resource, which no newer
+	// token reached: nothing could refuse it).
+	Reads, ReadsRejected int
+	StaleAccepted        int
+	// GhostGrants: takeovers of a shared lock delayed past TTL + slack
+	// (but within 2×TTL + slack) because a release granted the room to a
+	// waiter of the victim's that was still queued: that grant's lease runs
+	// a whole TTL from the grant, and nobody renews it.
+	GhostGrants []string
 }
 
 func (r *Result) violate(check, format string, args ...any) {
@@ -69,9 +87,10 @@ type holder struct {
 	acq    workload.Event
 	done   *workload.Event
 	rel    *workload.Event
-	killed int64 // when its process was SIGKILLed, or 0
-	start  int64 // interval: acquire returned
-	end    int64 // interval: told of loss, began releasing, or killed
+	killed int64  // when its process was SIGKILLed, or 0
+	start  int64  // interval: acquire returned
+	end    int64  // interval: told of loss, began releasing, or killed
+	mode   string // a read-write lock's "r" or "w"
 	// starved: told late while its process was stalled.
 	starved bool
 }
@@ -105,16 +124,21 @@ func (h *History) Check(lim Limits) *Result {
 	writes := make(map[string]*writeOp)
 	var worder []*writeOp
 	h.stalls = nil
+	in := func(key string) bool { return lim.Keys == nil || slices.Contains(lim.Keys, key) }
 	for i := range h.events {
 		e := h.events[i]
 		id := hid{e.Worker, e.Token}
+		if e.Kind != workload.KindStall && e.Kind != workload.KindWriteStart && e.Kind != workload.KindWrite &&
+			e.Kind != workload.KindWriteErr && !in(e.Key) {
+			continue // another kind's row; its writes are resolved below
+		}
 		switch e.Kind {
 		case workload.KindAcquire:
 			if holders[id] != nil {
 				r.violate("b", "token %d issued twice to %s", e.Token, e.Worker)
 				continue
 			}
-			hd := &holder{worker: e.Worker, key: e.Key, token: e.Token, acq: e, start: e.Ret}
+			hd := &holder{worker: e.Worker, key: e.Key, token: e.Token, acq: e, start: e.Ret, mode: e.Mode}
 			holders[id] = hd
 			order = append(order, hd)
 			r.Acquisitions++
@@ -170,6 +194,9 @@ func (h *History) Check(lim Limits) *Result {
 		}
 	}
 	for _, w := range worder {
+		if !in(w.start.Key) {
+			continue
+		}
 		switch {
 		case w.fin != nil && w.fin.Kind == workload.KindWrite:
 			if w.logged == nil {
@@ -199,13 +226,25 @@ func (h *History) Check(lim Limits) *Result {
 		} else {
 			r.Rejected++
 		}
+		if w.start.Op == "r" {
+			r.Reads++
+			if !w.accepted {
+				r.ReadsRejected++
+			}
+		}
 	}
+	worder = slices.DeleteFunc(worder, func(w *writeOp) bool { return !in(w.start.Key) })
 
 	h.checkLeads(r, ttl, order)
-	h.checkOverlap(r, lim, byKey)
-	h.checkFencing(r, lim, byKey, worder)
-	h.checkTakeover(r, lim, byKey)
-	h.checkErrors(r, byKey)
+	if len(lim.Kinds) == 0 {
+		// Every key a mutex: the original suite.
+		h.checkOverlap(r, lim, byKey)
+		h.checkFencing(r, lim, byKey, worder, h.log)
+		h.checkTakeover(r, lim, byKey)
+		h.checkErrors(r, byKey, lim.Kinds)
+	} else {
+		h.checkFamily(r, lim, order, byKey, worder)
+	}
 	for _, n := range h.notes {
 		r.violate("e", "%s", n)
 	}
@@ -315,7 +354,7 @@ var fencingModel = porcupine.Model{
 }
 
 // checkFencing is (b).
-func (h *History) checkFencing(r *Result, lim Limits, byKey map[string][]*holder, worder []*writeOp) {
+func (h *History) checkFencing(r *Result, lim Limits, byKey map[string][]*holder, worder []*writeOp, logs map[string][]workload.LogEntry) {
 	var ops []porcupine.Operation
 	for _, hs := range byKey {
 		for _, hd := range hs {
@@ -330,7 +369,7 @@ func (h *History) checkFencing(r *Result, lim Limits, byKey map[string][]*holder
 			continue
 		}
 		ops = append(ops, porcupine.Operation{
-			Input:  opInput{token: w.start.Token, key: w.start.Key, wid: w.start.WID},
+			Input:  opInput{token: w.start.Token, key: resourceOf(w.start), wid: w.start.WID},
 			Output: w.accepted,
 			Call:   w.start.Call, Return: w.ret,
 		})
@@ -343,7 +382,7 @@ func (h *History) checkFencing(r *Result, lim Limits, byKey map[string][]*holder
 		r.violate("b", "history of %d acquisitions and writes is not linearizable for a fenced register with increasing tokens", len(ops))
 	}
 	// The register's own serial order, checked directly as well.
-	for key, entries := range h.log {
+	for key, entries := range logs {
 		var maxTok uint64
 		for _, en := range entries {
 			switch {
@@ -381,6 +420,7 @@ func (h *History) checkLeads(r *Result, ttl int64, order []*holder) {
 		// than the token says; renewals seen by the observer extend it.
 		e, eCall, eTok, eObs := h.expiryBound(hd, ttl, expiry)
 		if f := h.faultDuring(FaultRedisKill, "", hd.acq.Call, told); f != nil {
+			f = h.lastFaultBefore(FaultRedisKill, "", hd.acq.Call, told) // the restart it learned of
 			r.LateLosses = append(r.LateLosses, fmt.Sprintf("key vanished in a Redis restart, told %v later", time.Duration(told-f.Start).Round(time.Millisecond)))
 			continue
 		}
@@ -414,6 +454,12 @@ func (h *History) checkLeads(r *Result, ttl int64, order []*holder) {
 func (h *History) observedExpiry() map[string]int64 {
 	expiry := make(map[string]int64) // key/token → latest known expiry
 	for _, s := range h.samples {
+		for _, sh := range s.Shares { // holders of a shared lock: their own lease
+			if sh.Left > 0 {
+				k := fmt.Sprintf("%s/%d", s.Key, sh.Token)
+				expiry[k] = max(expiry[k], s.Sent+int64(sh.Left))
+			}
+		}
 		if !s.Owned || s.PTTL <= 0 {
 			continue
 		}
@@ -485,6 +531,19 @@ func (h *History) faultDuring(kind, target string, from, to int64) *Fault {
 	return nil
 }
 
+// lastFaultBefore returns the latest fault of kind (against target, if
+// given) that started in [from, to], or the one active at from.
+func (h *History) lastFaultBefore(kind, target string, from, to int64) *Fault {
+	var last *Fault
+	for i := range h.faults {
+		f := &h.faults[i]
+		if f.Kind == kind && (target == "" || f.Target == target) && f.Start <= to && (f.Start >= from || f.End >= from) {
+			last = f
+		}
+	}
+	return last
+}
+
 // checkTakeover is (d): after a holder's process is killed or frozen, or the
 // holder is cut off, another worker holds its key within TTL + slack.
 func (h *History) checkTakeover(r *Result, lim Limits, byKey map[string][]*holder) {
@@ -529,8 +588,12 @@ func (h *History) checkTakeover(r *Result, lim Limits, byKey map[string][]*holde
 
 // checkErrors is (e): a holder whose lease ended before it released must be
 // told, through Done or Release; Done closes only with a known cause.
-func (h *History) checkErrors(r *Result, byKey map[string][]*holder) {
-	for _, hs := range byKey {
+// Superseded means: a newer holder that could not hold the lock beside it
+// (kinds: family.go) had it first; for a semaphore, see
+// checkPermitsTold.
+func (h *History) checkErrors(r *Result, byKey map[string][]*holder, kinds map[string]kindSpec) {
+	for key, hs := range byKey {
+		ks := kinds[key]
 		for _, hd := range hs {
 			if hd.killed != 0 {
 				continue
@@ -554,8 +617,11 @@ func (h *History) checkErrors(r *Result, byKey map[string][]*holder) {
 			}
 			// Superseded: a newer holder had the key before this one began
 			// to release, so this lease ended early and the holder must know.
+			if ks.Kind == workload.KindSemaphore {
+				continue // checkPermitsTold
+			}
 			for _, g := range hs {
-				if g.token > hd.token && g.start < hd.rel.Call && !lostDone && !lostRel {
+				if g.token > hd.token && g.start < hd.rel.Call && !lostDone && !lostRel && ks.conflict(hd, g) {
 					r.violate("e", "%s: %s held the key from %v before its Release, yet it was never told (Release: %q)",
 						hd, g, time.Duration(hd.rel.Call-g.start), hd.rel.Err)
 					break

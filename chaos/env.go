@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,23 +45,45 @@ type EnvConfig struct {
 	Loops     int           // holder loops per key in each in-process Client (≥ 2 exercises hand-offs inside a Client); default 1
 	Procs     int           // worker processes, connected directly
 	Hold      time.Duration // mean hold time of in-process clients
+	Hold2     time.Duration // of their second and later loops per key, if set (else Hold)
 	ProcHold  time.Duration // mean hold time of worker processes
 	ProcWork  time.Duration // un-interruptible work before each write in worker processes
 	WorkerBin string        // path of the built chaos/cmd/worker
 	Resource  *redis.Client // the Redis holding the fenced register (never faulted)
 	RedisArgs []string      // extra redis-server arguments
+	// Kinds gives the kind of lock of each key, in order, as the worker's
+	// -kinds flag spells it ("mutex", "sem:2", "rw", "elect"); nil: every key
+	// is a mutex. WriteRatio is the fraction of a read-write lock's
+	// acquisitions that write (in-process loops; ProcWriteRatio for worker
+	// processes).
+	Kinds          []string
+	WriteRatio     float64
+	ProcWriteRatio float64
+}
+
+// keyKind returns the kind and limit of the i-th key.
+func (c *EnvConfig) keyKind(i int) (string, int) {
+	if i >= len(c.Kinds) {
+		return workload.KindMutex, 0
+	}
+	k, n, err := workload.ParseKind(c.Kinds[i])
+	if err != nil {
+		panic(err) // a scenario's own table
+	}
+	return k, n
 }
 
 // Env is one running scenario: a lock Redis, clients, proxies, worker
 // processes, the observer and the history they all feed.
 type Env struct {
-	T     *testing.T         // the scenario's test
-	Cfg   EnvConfig          // how it was sized
-	Redis *redistest.Server  // the lock Redis, target of Redis faults
-	Admin *redis.Client      // direct connection for injecting faults
-	Keys  []string           // the contended lock keys
-	H     *History           // everything recorded
-	Reg   *workload.Register // the fenced resource
+	T     *testing.T          // the scenario's test
+	Cfg   EnvConfig           // how it was sized
+	Redis *redistest.Server   // the lock Redis, target of Redis faults
+	Admin *redis.Client       // direct connection for injecting faults
+	Keys  []string            // the contended lock keys
+	kinds map[string]kindSpec // kind of each key
+	H     *History            // everything recorded
+	Reg   *workload.Register  // the fenced resource
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -74,8 +97,9 @@ type Env struct {
 	mu       sync.Mutex
 	procs    map[string]*Proc
 	procSeq  int
-	workWait chan string    // process names that just emitted a "work" event
-	holding  map[string]int // client or process name → locks it holds
+	workWait chan string               // process names that just emitted a "work" event
+	holding  map[string]int            // client or process name → locks it holds
+	heldKeys map[string]map[string]int // the same, per key
 }
 
 // Proc is one worker process.
@@ -96,24 +120,34 @@ func NewEnv(t *testing.T, cfg EnvConfig) *Env {
 		T: t, Cfg: cfg, H: NewHistory(),
 		procs:    make(map[string]*Proc),
 		holding:  make(map[string]int),
+		heldKeys: make(map[string]map[string]int),
 		workWait: make(chan string, 64),
 	}
 	e.Redis = redistest.Start(t, cfg.RedisArgs...)
 	e.Admin = e.Redis.Client(func(o *redis.Options) { o.ClientName = "chaos-admin"; o.MaxRetries = -1 })
+	e.kinds = make(map[string]kindSpec)
 	for i := 0; i < cfg.Keys; i++ {
-		e.Keys = append(e.Keys, fmt.Sprintf("chaos/%s/k%d", cfg.Name, i))
+		k := fmt.Sprintf("chaos/%s/k%d", cfg.Name, i)
+		e.Keys = append(e.Keys, k)
+		kind, limit := cfg.keyKind(i)
+		e.kinds[k] = kindSpec{Kind: kind, Limit: limit}
 	}
 	e.Reg = workload.NewRegister(cfg.Resource, "reg/"+cfg.Name+"/")
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.H.onEvent = func(ev workload.Event) {
 		switch ev.Kind {
-		case workload.KindAcquire:
+		case workload.KindAcquire, workload.KindRelease:
+			d := 1
+			if ev.Kind == workload.KindRelease {
+				d = -1
+			}
+			w := workload.WorkerOf(ev.Worker)
 			e.mu.Lock()
-			e.holding[workload.WorkerOf(ev.Worker)]++
-			e.mu.Unlock()
-		case workload.KindRelease:
-			e.mu.Lock()
-			e.holding[workload.WorkerOf(ev.Worker)]--
+			e.holding[w] += d
+			if e.heldKeys[w] == nil {
+				e.heldKeys[w] = make(map[string]int)
+			}
+			e.heldKeys[w][ev.Key] += d
 			e.mu.Unlock()
 		}
 		if ev.Kind == workload.KindWork {
@@ -142,11 +176,16 @@ func NewEnv(t *testing.T, cfg EnvConfig) *Env {
 }
 
 func (e *Env) workloadConfig(worker, key string) workload.Config {
+	ks := e.kinds[key]
 	return workload.Config{
 		Worker: worker, Key: key, Hold: e.Cfg.Hold, WriteEvery: 20 * time.Millisecond,
 		TryRatio: 0.5, AcquireTimeout: 3 * e.Cfg.TTL,
+		Kind: ks.Kind, Limit: ks.Limit, WriteRatio: e.Cfg.WriteRatio,
 	}
 }
+
+// KindOf returns the kind of lock key is.
+func (e *Env) KindOf(key string) kindSpec { return e.kinds[key] }
 
 func (e *Env) startInProc(i int) {
 	name := fmt.Sprintf("c%d", i)
@@ -157,7 +196,7 @@ func (e *Env) startInProc(i int) {
 	e.Proxies = append(e.Proxies, p)
 	rdb := redis.NewClient(&redis.Options{Addr: p.Listen, ClientName: LockClientPrefix + name})
 	logger := slog.New(&countingHandler{n: &e.Warns})
-	c, err := renewlock.New(rdb, renewlock.WithTTL(e.Cfg.TTL), renewlock.WithLogger(logger))
+	c, err := renewlock.New(rdb, renewlock.WithTTL(e.Cfg.TTL), renewlock.WithLogger(logger), renewlock.WithHolder(name))
 	if err != nil {
 		e.T.Fatalf("renewlock.New: %v", err)
 	}
@@ -169,6 +208,9 @@ func (e *Env) startInProc(i int) {
 				holder = fmt.Sprintf("%s#%d", holder, j)
 			}
 			cfg := e.workloadConfig(holder, k)
+			if j > 0 && e.Cfg.Hold2 > 0 {
+				cfg.Hold = e.Cfg.Hold2
+			}
 			e.wg.Add(1)
 			go func() {
 				defer e.wg.Done()
@@ -195,6 +237,13 @@ func (e *Env) SpawnProc() *Proc {
 		"-hold", e.Cfg.ProcHold.String(),
 		"-work", e.Cfg.ProcWork.String(),
 		"-client-name", LockClientPrefix + name,
+	}
+	if len(e.Cfg.Kinds) > 0 {
+		var ks []string
+		for _, k := range e.Keys {
+			ks = append(ks, workload.FormatKind(e.kinds[k].Kind, e.kinds[k].Limit))
+		}
+		args = append(args, "-kinds", strings.Join(ks, ","), "-write-ratio", strconv.FormatFloat(e.Cfg.ProcWriteRatio, 'f', -1, 64))
 	}
 	p := &Proc{Name: name, cmd: exec.Command(e.Cfg.WorkerBin, args...), exited: make(chan struct{})}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -301,7 +350,7 @@ func (e *Env) Stop() *History {
 	log := make(map[string][]workload.LogEntry)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, k := range e.Keys {
+	for _, k := range e.resources() {
 		entries, err := e.Reg.Log(ctx, k)
 		if err != nil {
 			t.Fatalf("%v", err)
@@ -312,6 +361,20 @@ func (e *Env) Stop() *History {
 	e.H.log = log
 	e.H.mu.Unlock()
 	return e.H
+}
+
+// resources returns every fenced resource written to: the keys, and
+// semaphore permits' own resources.
+func (e *Env) resources() []string {
+	out := slices.Clone(e.Keys)
+	e.H.mu.Lock()
+	defer e.H.mu.Unlock()
+	for _, ev := range e.H.events {
+		if ev.Kind == workload.KindWriteStart && ev.Res != "" && !slices.Contains(out, ev.Res) {
+			out = append(out, ev.Res)
+		}
+	}
+	return out
 }
 
 func (e *Env) allProcs() []*Proc {
@@ -364,6 +427,10 @@ func (e *Env) observe() {
 		case <-tick.C:
 		}
 		for _, k := range e.Keys {
+			if e.kinds[k].shared() {
+				e.observeShared(rdb, k)
+				continue
+			}
 			sent := workload.Mono()
 			var hm *redis.SliceCmd
 			var pt *redis.DurationCmd
@@ -384,6 +451,44 @@ func (e *Env) observe() {
 			e.H.Sample(s)
 		}
 	}
+}
+
+// observeShared samples a semaphore or read-write lock: every holder's
+// token (field p<id>) and the end of its lease (field x<id>, server ms),
+// read in one MULTI with the server's TIME, so the time left is the
+// server's own count, as PTTL is for a mutex.
+func (e *Env) observeShared(rdb *redis.Client, k string) {
+	sent := workload.Mono()
+	var tm *redis.TimeCmd
+	var all *redis.MapStringStringCmd
+	_, err := rdb.TxPipelined(e.ctx, func(p redis.Pipeliner) error {
+		tm = p.Time(e.ctx)
+		all = p.HGetAll(e.ctx, renewlock.DefaultKeyPrefix+k)
+		return nil
+	})
+	if err != nil {
+		return
+	}
+	nowUs := tm.Val().UnixMicro()
+	fields := all.Val()
+	s := Sample{Key: k, Sent: sent}
+	for f, v := range fields {
+		if !strings.HasPrefix(f, "p") {
+			continue
+		}
+		id := f[1:]
+		tok, err1 := strconv.ParseUint(strings.SplitN(v, " ", 2)[0], 10, 64)
+		x, err2 := strconv.ParseInt(fields["x"+id], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		sh := ShareSample{Token: tok, Left: time.Duration(x*1000-nowUs) * time.Microsecond}
+		if f := strings.SplitN(v, " ", 4); len(f) == 4 { // token mode taken-at holder
+			sh.Holder = f[3]
+		}
+		s.Shares = append(s.Shares, sh)
+	}
+	e.H.Sample(s)
 }
 
 // countingHandler counts Warn records (renewal failures, losses) and drops

@@ -128,10 +128,19 @@ func (e *Env) waitWork(timeout time.Duration) *Proc {
 		break
 	}
 	deadline := time.After(timeout)
+	// With several kinds of lock, prefer for half the time a process that
+	// holds locks of two keys or more, so one fault hits several kinds.
+	picky := time.After(timeout / 2)
+	if len(e.Cfg.Kinds) < 2 {
+		picky = nil
+	}
+	choosy := picky != nil
 	for {
 		select {
+		case <-picky:
+			choosy, picky = false, nil
 		case name := <-e.workWait:
-			if p := e.Proc(name); p != nil && !p.killed.Load() {
+			if p := e.Proc(name); p != nil && !p.killed.Load() && (!choosy || e.keysHeld(name) >= 2) {
 				return p
 			}
 		case <-deadline:
@@ -139,6 +148,19 @@ func (e *Env) waitWork(timeout time.Duration) *Proc {
 			return nil
 		}
 	}
+}
+
+// keysHeld returns how many keys process name holds locks of.
+func (e *Env) keysHeld(name string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, c := range e.heldKeys[name] {
+		if c > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // StopProc freezes a worker process that holds a lock (SIGSTOP), in the

@@ -20,6 +20,8 @@
 package chaos
 
 import (
+	"encoding/json"
+	"os"
 	"sync"
 	"time"
 
@@ -59,6 +61,16 @@ type Sample struct {
 	Owned bool
 	Token uint64
 	PTTL  time.Duration
+	// Shares are the holders of a semaphore or read-write lock.
+	Shares []ShareSample
+}
+
+// ShareSample is one holder of a shared lock as the observer saw it: its
+// token and how long its lease had left in Redis (x<id> − TIME).
+type ShareSample struct {
+	Token  uint64
+	Left   time.Duration
+	Holder string // the holder text: the client's or process's name (WithHolder)
 }
 
 // History is everything recorded during one scenario. It is safe for
@@ -130,4 +142,23 @@ func (h *History) Note(msg string) {
 	h.mu.Lock()
 	h.notes = append(h.notes, msg)
 	h.mu.Unlock()
+}
+
+// Dump writes the whole history as JSON (events, faults, samples, the
+// register logs), for looking into a failed scenario by hand.
+func (h *History) Dump(path string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	data, err := json.Marshal(struct {
+		Events  []workload.Event
+		Faults  []Fault
+		Samples []Sample
+		Log     map[string][]workload.LogEntry
+		End     int64
+		Offset  int64
+	}{h.events, h.faults, h.samples, h.log, h.end, h.clockOffset})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
 }

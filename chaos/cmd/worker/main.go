@@ -1,7 +1,9 @@
 // Command worker is a lock client in its own OS process, for the fault
 // suite: it runs the holder loop of package workload on several keys and
 // prints every event as one JSON line on stdout, on the system-wide
-// monotonic clock. The suite SIGSTOPs and SIGKILLs it to model a paused or
+// monotonic clock. Each key is a mutex unless -kinds says otherwise
+// (sem:LIMIT, rw, elect: the lock family; -write-ratio for read-write
+// locks). The suite SIGSTOPs and SIGKILLs it to model a paused or
 // crashed holder. SIGTERM or SIGINT stops it cleanly: loops finish, locks
 // are released, the client is closed, and it exits 0.
 package main
@@ -38,14 +40,31 @@ func main() {
 		work       = flag.Duration("work", 0, "un-interruptible work before each write")
 		tryRatio   = flag.Float64("try-ratio", 0.5, "fraction of TryAcquire loops")
 		clientName = flag.String("client-name", "", "CLIENT SETNAME for the lock connections")
+		kinds      = flag.String("kinds", "", "comma-separated kind of each key, in -keys order: mutex, sem:LIMIT, rw, elect (default all mutex)")
+		writeRatio = flag.Float64("write-ratio", 0.5, "read-write locks: fraction of acquisitions that write")
 	)
 	flag.Parse()
 	if *addr == "" || *resource == "" || *name == "" || *keys == "" {
 		fmt.Fprintln(os.Stderr, "worker: -redis, -resource, -name and -keys are required")
 		os.Exit(2)
 	}
-	if err := run(*addr, *resource, *regPrefix, *name, strings.Split(*keys, ","), *clientName, workload.Config{
-		Hold: *hold, WriteEvery: *writeEvery, Work: *work, TryRatio: *tryRatio,
+	keyList := strings.Split(*keys, ",")
+	var kindList []string
+	if *kinds != "" {
+		kindList = strings.Split(*kinds, ",")
+		if len(kindList) != len(keyList) {
+			fmt.Fprintf(os.Stderr, "worker: -kinds has %d entries for %d keys\n", len(kindList), len(keyList))
+			os.Exit(2)
+		}
+		for _, k := range kindList {
+			if _, _, err := workload.ParseKind(k); err != nil {
+				fmt.Fprintln(os.Stderr, "worker: -kinds:", err)
+				os.Exit(2)
+			}
+		}
+	}
+	if err := run(*addr, *resource, *regPrefix, *name, keyList, kindList, *clientName, workload.Config{
+		Hold: *hold, WriteEvery: *writeEvery, Work: *work, TryRatio: *tryRatio, WriteRatio: *writeRatio,
 		AcquireTimeout: 3 * *ttl, Options: []renewlock.Option{renewlock.WithTTL(*ttl)},
 	}); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
@@ -53,7 +72,7 @@ func main() {
 	}
 }
 
-func run(addr, resource, regPrefix, name string, keys []string, clientName string, base workload.Config) error {
+func run(addr, resource, regPrefix, name string, keys, kinds []string, clientName string, base workload.Config) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
@@ -62,7 +81,7 @@ func run(addr, resource, regPrefix, name string, keys []string, clientName strin
 	res := redis.NewClient(&redis.Options{Addr: resource})
 	defer res.Close()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c, err := renewlock.New(rdb, renewlock.WithLogger(logger))
+	c, err := renewlock.New(rdb, renewlock.WithLogger(logger), renewlock.WithHolder(name))
 	if err != nil {
 		return err
 	}
@@ -82,9 +101,12 @@ func run(addr, resource, regPrefix, name string, keys []string, clientName strin
 		defer wg.Done()
 		workload.Probe(ctx, name, emit)
 	}()
-	for _, k := range keys {
+	for i, k := range keys {
 		cfg := base
 		cfg.Worker, cfg.Key = name+"/"+k, k
+		if kinds != nil {
+			cfg.Kind, cfg.Limit, _ = workload.ParseKind(kinds[i]) // checked in main
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -46,6 +46,42 @@ func (r *Register) keys(key string) []string {
 	return []string{r.prefix + "max:" + key, r.prefix + "log:" + key}
 }
 
+// rwScript is a read-write lock's fenced resource: a write ('w') is
+// accepted iff its token is ≥ every token the resource has seen, reads
+// included (a writer's token is above every earlier token, readers'
+// included, so a valid writer is never refused); a read ('r') is accepted
+// iff its token is ≥ the largest accepted write's (a valid reader came
+// after every earlier writer). Every decision is logged with its operation.
+var rwScript = redis.NewScript(`
+local function less(a, b) return #a < #b or (#a == #b and a < b) end
+local op, tok = ARGV[1], ARGV[2]
+local bound = redis.call('GET', op == 'w' and KEYS[3] or KEYS[1])
+if bound and less(tok, bound) then
+  redis.call('RPUSH', KEYS[2], 'R ' .. ARGV[3] .. ' ' .. tok .. ' ' .. op)
+  return 0
+end
+if op == 'w' then
+  redis.call('SET', KEYS[1], tok)
+end
+local all = redis.call('GET', KEYS[3])
+if not all or less(all, tok) then
+  redis.call('SET', KEYS[3], tok)
+end
+redis.call('RPUSH', KEYS[2], 'A ' .. ARGV[3] .. ' ' .. tok .. ' ' .. op)
+return 1
+`)
+
+// RW offers a read-write lock's resource key a write (op "w") or a read
+// (op "r") carrying token; it reports whether the resource accepted it.
+func (r *Register) RW(ctx context.Context, key, op string, token uint64, wid string) (bool, error) {
+	keys := append(r.keys(key), r.prefix+"all:"+key)
+	n, err := rwScript.Run(ctx, r.rdb, keys, op, strconv.FormatUint(token, 10), wid).Int64()
+	if err != nil {
+		return false, fmt.Errorf("register %s %s (token %d): %w", op, wid, token, err)
+	}
+	return n == 1, nil
+}
+
 // Write offers a write carrying token for key; wid names the write in the
 // log. It reports whether the register accepted it.
 func (r *Register) Write(ctx context.Context, key string, token uint64, wid string) (bool, error) {
@@ -62,6 +98,7 @@ type LogEntry struct {
 	Accepted bool
 	WID      string
 	Token    uint64
+	Op       string // a read-write lock's resource: "r" or "w"; "" for a register
 }
 
 // Log returns every decision the register made for key, in order.
@@ -73,14 +110,18 @@ func (r *Register) Log(ctx context.Context, key string) ([]LogEntry, error) {
 	out := make([]LogEntry, 0, len(lines))
 	for i, line := range lines {
 		f := strings.Fields(line)
-		if len(f) != 3 || (f[0] != "A" && f[0] != "R") {
+		if (len(f) != 3 && len(f) != 4) || (f[0] != "A" && f[0] != "R") {
 			return nil, fmt.Errorf("register log of %q: bad entry %d: %q", key, i, line)
 		}
 		tok, err := strconv.ParseUint(f[2], 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("register log of %q: entry %d: token %q: %w", key, i, f[2], err)
 		}
-		out = append(out, LogEntry{Seq: i, Accepted: f[0] == "A", WID: f[1], Token: tok})
+		en := LogEntry{Seq: i, Accepted: f[0] == "A", WID: f[1], Token: tok}
+		if len(f) == 4 {
+			en.Op = f[3]
+		}
+		out = append(out, en)
 	}
 	return out, nil
 }

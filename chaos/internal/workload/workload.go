@@ -68,6 +68,15 @@ type Event struct {
 	OK     bool   `json:"ok,omitempty"`
 	Class  string `json:"cl,omitempty"`
 	Err    string `json:"err,omitempty"`
+	// The lock family (family.go). Mode is a read-write lock's "r" or "w"
+	// (acquisitions and their writes); Res names the fenced resource of a
+	// write when it is not Key (a semaphore permit's own resource); Op is
+	// "r" for a read of a read-write lock's resource (a KindWrite* event
+	// that reads); Blk marks an acquisition made with a blocking call.
+	Mode string `json:"m,omitempty"`
+	Res  string `json:"res,omitempty"`
+	Op   string `json:"op,omitempty"`
+	Blk  bool   `json:"blk,omitempty"`
 }
 
 // Classify maps an error returned by renewlock to a class.
@@ -108,6 +117,11 @@ type Config struct {
 	AcquireTimeout time.Duration
 	// Options are passed to every acquisition.
 	Options []renewlock.Option
+	// Kind is the kind of lock Key is (family.go): KindMutex (""),
+	// KindSemaphore (with Limit), KindRW (with WriteRatio) or KindElection.
+	Kind       string
+	Limit      int
+	WriteRatio float64
 }
 
 // Run runs the holder loop until ctx is done, emitting every step. Emit must
@@ -115,6 +129,10 @@ type Config struct {
 func Run(ctx context.Context, c *renewlock.Client, reg *Register, cfg Config, emit func(Event)) {
 	var seq atomic.Int64
 	for ctx.Err() == nil {
+		if cfg.Kind != KindMutex {
+			runFamily(ctx, c, reg, cfg, &seq, emit)
+			continue
+		}
 		l := acquire(ctx, c, cfg, emit)
 		if l == nil {
 			continue
@@ -155,8 +173,38 @@ func acquire(ctx context.Context, c *renewlock.Client, cfg Config, emit func(Eve
 	return l
 }
 
-func hold(ctx context.Context, l *renewlock.Lock, reg *Register, cfg Config, seq *atomic.Int64, emit func(Event)) {
+func hold(ctx context.Context, l holding, reg *Register, cfg Config, seq *atomic.Int64, emit func(Event)) {
 	base := Event{Worker: cfg.Worker, Key: cfg.Key, Token: l.Token()}
+	holdFrom(ctx, l, reg, cfg, seq, emit, base)
+}
+
+// holding is what a holder loop needs of a held lock: a *renewlock.Lock
+// (a mutex, a permit, a read or write share) or a leadership.
+type holding interface {
+	Token() uint64
+	Done() <-chan struct{}
+	Err() error
+	Release(ctx context.Context) error
+}
+
+func holdFrom(ctx context.Context, l holding, reg *Register, cfg Config, seq *atomic.Int64, emit func(Event), base Event) {
+	watcher := watchDone(l, emit, base)
+	holdAndWrite(ctx, l, reg, cfg, seq, emit, base)
+	e := base
+	e.Kind, e.Call = KindRelease, Mono()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	err := l.Release(rctx)
+	cancel()
+	e.Ret = Mono()
+	if err != nil {
+		e.Class, e.Err = Classify(err), err.Error()
+	}
+	emit(e)
+	watcher.Wait() // Done is closed once Release has returned
+}
+
+// watchDone emits KindDone when l's Done closes.
+func watchDone(l holding, emit func(Event), base Event) *sync.WaitGroup {
 	var watcher sync.WaitGroup
 	watcher.Add(1)
 	go func() {
@@ -169,7 +217,12 @@ func hold(ctx context.Context, l *renewlock.Lock, reg *Register, cfg Config, seq
 		}
 		emit(e)
 	}()
+	return &watcher
+}
 
+// holdAndWrite is the critical section: writes every WriteEvery until the
+// hold time is over, the lock is lost or ctx ends.
+func holdAndWrite(ctx context.Context, l holding, reg *Register, cfg Config, seq *atomic.Int64, emit func(Event), base Event) {
 	until := time.Now().Add(cfg.Hold/2 + rand.N(cfg.Hold+1))
 	for ctx.Err() == nil && time.Now().Before(until) {
 		select {
@@ -185,23 +238,11 @@ func hold(ctx context.Context, l *renewlock.Lock, reg *Register, cfg Config, seq
 		}
 		break
 	}
-
-	e := base
-	e.Kind, e.Call = KindRelease, Mono()
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	err := l.Release(rctx)
-	cancel()
-	e.Ret = Mono()
-	if err != nil {
-		e.Class, e.Err = Classify(err), err.Error()
-	}
-	emit(e)
-	watcher.Wait() // Done is closed once Release has returned
 }
 
 // write does the un-interruptible work and then the fenced write. It does
 // not look at the lock in between: that is the point.
-func write(ctx context.Context, l *renewlock.Lock, reg *Register, cfg Config, seq *atomic.Int64, base Event, emit func(Event)) {
+func write(ctx context.Context, l holding, reg *Register, cfg Config, seq *atomic.Int64, base Event, emit func(Event)) {
 	if cfg.Work > 0 {
 		e := base
 		e.Kind, e.Call = KindWork, Mono()
@@ -213,7 +254,7 @@ func write(ctx context.Context, l *renewlock.Lock, reg *Register, cfg Config, se
 	e.Kind, e.Call = KindWriteStart, Mono()
 	emit(e)
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	ok, err := reg.Write(wctx, cfg.Key, l.Token(), e.WID)
+	ok, err := writeTo(wctx, reg, &e, l.Token())
 	cancel()
 	e.Ret = Mono()
 	if err != nil {
