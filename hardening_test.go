@@ -486,3 +486,54 @@ func TestLateReplyDoesNotHandOutADeadLock(t *testing.T) {
 		})
 	}
 }
+
+// A waiter that died in the queue is granted the lock (its place has not
+// lapsed yet): the lock must pass on when its place would have ended — at
+// most one TTL after the waiter's last sign of life — not one TTL after
+// the grant.
+func TestGrantToDeadWaiterEndsWithItsPlace(t *testing.T) {
+	const ttl = time.Second
+	srv, _, holderC := setup(t, renewlock.WithTTL(ttl))
+	deadC := newClient(t, srv.Client(), renewlock.WithTTL(ttl))
+	liveC := newClient(t, srv.Client(), renewlock.WithTTL(ttl))
+	ops := newClient(t, srv.Client())
+	ctx := ctxT(t, 20*time.Second)
+	key := uniqueKey(t)
+	held, err := holderC.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = deadC.Acquire(ctx, key) }()
+	waitFor(t, 5*time.Second, "the doomed waiter in the queue", func() bool {
+		info, err := ops.Inspect(ctx, key)
+		return err == nil && info.Waiters == 1
+	})
+	got := make(chan time.Time, 1)
+	go func() {
+		l, err := liveC.Acquire(ctx, key)
+		if err == nil {
+			got <- time.Now()
+			_ = l.Release(context.Background())
+		}
+	}()
+	waitFor(t, 5*time.Second, "the live waiter in the queue", func() bool {
+		info, err := ops.Inspect(ctx, key)
+		return err == nil && info.Waiters == 2
+	})
+	renewlock.CrashForTest(deadC)
+	crashed := time.Now()
+	time.Sleep(ttl / 2)
+	if err := held.Release(ctx); err != nil { // granted to the dead waiter
+		t.Fatal(err)
+	}
+	select {
+	case at := <-got:
+		d := at.Sub(crashed)
+		t.Logf("the live waiter got the lock %v after the other waiter died (TTL %v)", d.Round(time.Millisecond), ttl)
+		if d > ttl+300*time.Millisecond {
+			t.Fatalf("the lock stayed with the dead waiter for %v after it died: longer than one TTL", d)
+		}
+	case <-time.After(3 * ttl):
+		t.Fatal("the live waiter never got the lock")
+	}
+}

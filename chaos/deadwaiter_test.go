@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"context"
-	"flag"
 	"strings"
 	"testing"
 	"time"
@@ -16,28 +15,15 @@ import (
 	"github.com/renewlock/renewlock/internal/redistest"
 )
 
-var flagKnownIssues = flag.Bool("chaos.known-issues", false, "also run the tests of known, unfixed library issues (they fail)")
-
-// TestKnownIssueDeadWaiterGrant: a waiter whose client died (cut off here)
-// keeps its place in the queue until its own lease ends — at most one TTL,
-// as the README's limits say. But if a release grants it the lock before
-// then, the grant gives it a lease of a whole TTL from the grant (lib.lua
-// grant: PEXPIRE key ttl; shared.lua sgrant: x<id> = NOW + ttl), which
-// nobody renews: the lock stays blocked for up to 2×TTL after the waiter
-// died. Found by TestChaosFamily (partition: a semaphore's takeover after
-// ≈ 1.75 s at TTL 1 s, the room granted to the cut-off client's waiter).
-//
-// Proposed fix: a granted lease ends when the waiter's place would have
-// (its e<id> field, read before the entry is dropped), not NOW + TTL. The
-// waiter's client already counts the granted lease's deadline from the
-// send time of the last reply that found it queued (lease.base), which is
-// before that renewal set e<id> = NOW + TTL, so its deadline still comes
-// first; and it renews the lease on its waiter's schedule (every TTL/3),
-// well before e<id>.
-func TestKnownIssueDeadWaiterGrant(t *testing.T) {
-	if !*flagKnownIssues {
-		t.Skip("known library issue (a grant to a dead waiter lasts a whole TTL); run with -chaos.known-issues")
-	}
+// TestDeadWaiterGrant: a waiter whose client died (cut off here) keeps its
+// place in the queue until its own lease ends — at most one TTL, as the
+// README's limits say. A release that grants it the lock before then must
+// not give it more: the granted lease ends when the waiter's place would
+// have (lib.lua grant, shared.lua sgrant), not a whole TTL from the grant.
+// Found by TestChaosFamily (partition: a semaphore's takeover after
+// ≈ 1.75 s at TTL 1 s, the room granted to the cut-off client's waiter);
+// failed at 1.85 s before the fix.
+func TestDeadWaiterGrant(t *testing.T) {
 	for _, kind := range []string{"mutex", "semaphore"} {
 		t.Run(kind, func(t *testing.T) { deadWaiterGrant(t, kind) })
 	}

@@ -93,8 +93,8 @@ local function drop(key, id, n)
 end
 
 -- head returns the first waiter of key whose lease has not ended (id,
--- position, record), dropping the ended ones before it. nil if nobody
--- waits.
+-- position, record, end of its lease in ms), dropping the ended ones
+-- before it. nil if nobody waits.
 local function head(key)
   local q = redis.call('HMGET', key, 'qh', 'qt')
   local first, last = tonumber(q[1]), tonumber(q[2])
@@ -105,11 +105,12 @@ local function head(key)
     local id = redis.call('HGET', key, 'q' .. n)
     if id then
       local w = redis.call('HMGET', key, 'e' .. id, 'w' .. id)
-      if w[2] and (tonumber(w[1]) or 0) > NOW then
+      local e = tonumber(w[1]) or 0
+      if w[2] and e > NOW then
         if n ~= first then
           redis.call('HSET', key, 'qh', n)
         end
-        return id, n, w[2]
+        return id, n, w[2], e
       end
       drop(key, id, n)
       if not redis.call('HGET', key, 'qn') then
@@ -133,22 +134,25 @@ local function nexttoken(t)
 end
 
 -- grant makes the first live waiter of the exclusive lock key the holder,
--- with a new token and a lease of its TTL, and tells its client on that
--- client's channel, unless that channel is mine (the caller's: it hands
--- the lock over itself). t is the last token, k the kind. An election's
--- new leader takes the waiter's value and is announced on its channel.
+-- with a new token, and tells its client on that client's channel, unless
+-- that channel is mine (the caller's: it hands the lock over itself). t is
+-- the last token, k the kind. An election's new leader takes the waiter's
+-- value and is announced on its channel. The lease it gets ends where its
+-- place in the queue would have: the waiter's client counts its deadline
+-- from the last renewal of that place, and renews the lock from then on;
+-- a waiter that died meanwhile holds the lock no longer than its place.
 -- Returns id and token of the new holder and whether the waiter is mine;
 -- nil if nobody waits.
 local function grant(key, t, mine, k)
-  local id, n, rec = head(key)
+  local id, n, rec, e = head(key)
   if not id then
     return nil
   end
-  local _, ttl, _, chan, holder, value = parse(rec)
+  local _, _, _, chan, holder, value = parse(rec)
   drop(key, id, n)
   local token = nexttoken(t)
   redis.call('HSET', key, 'o', id, 't', fmt(token), 'h', holder, 'a', fmt(NOWUS))
-  redis.call('PEXPIRE', key, ttl)
+  redis.call('PEXPIRE', key, fmt(e - NOW))
   if k == 'e' then
     redis.call('HSET', key, 'v', value)
     local nc = redis.call('HGET', key, 'nc')

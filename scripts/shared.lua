@@ -107,11 +107,12 @@ local function sgrant(key, mine, out)
   local k, n, t, pc, wr = st[1], tonumber(st[2]), st[3], tonumber(st[4]) or 0, st[5]
   local pruned, granted = false, 0
   while true do
-    local id, pos, rec = head(key)
+    local id, pos, rec, e = head(key)
     if not id then
       break
     end
-    local _, ttl, mode, chan, holder = parse(rec)
+    local _, _, mode, chan, holder = parse(rec)
+    local ttl = e - NOW -- the lease ends where the waiter's place would have (see grant)
     local fits = sfits(mode, pc, wr, k, n)
     if not fits and not pruned then
       pc, wr = prune(key)
