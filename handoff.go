@@ -3,7 +3,6 @@ package renewlock
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -11,16 +10,19 @@ import (
 // Hand-off: how a lock passes from one holder to the next. The release
 // script (release.lua) does it in Redis, in the same step that checks the
 // releasing owner: the first live waiter of the queue becomes the holder,
-// with a new owner id (its own), a new fencing token and a lease of its
-// TTL. Its Client learns of it in one of three ways:
+// with a new owner id (its own), a new fencing token and a lease that ends
+// where its place in the queue would have (one TTL after its last
+// renewal: a waiter that died meanwhile holds the lock no longer). Its
+// Client learns of it in one of three ways:
 //   - the waiter is in the releasing Client: the release's reply names it
-//     (no message is published), and the lock is handed over at once, its
-//     deadline counted from the release's send time;
+//     (no message is published), and the lock is handed over at once;
 //   - it is in another Client: Redis publishes "<id> <token>" on that
-//     Client's channel (wait.go), and the deadline counts from the last
-//     reply that found the waiter still queued (the grant came after it);
+//     Client's channel (wait.go);
 //   - the message was lost: the waiter's next renewal finds it holds the
 //     lock (renew.go).
+// In the first two cases the new holder's deadline counts from the send
+// time of the last reply that found the waiter queued — the call that set
+// where its lease ends — and the renewal loop renews the lock from then on.
 // Either way Redis does the same work per hand-off however many clients
 // wait, and no client clock is involved.
 
@@ -35,20 +37,19 @@ type releaseResult struct {
 // Client comes back in the reply and is handed over here, also when the
 // caller gave up (ctx ended) with the call on the wire.
 func (c *Client) releaseCall(ctx context.Context, le *lease) (releaseResult, error) {
-	sent := time.Now()
 	cmd, pending := c.co.run(ctx, le.kind.release(), []string{le.rkey}, []any{le.id, c.hub.channel},
-		func(cmd *redis.Cmd) { _, _ = c.releaseReply(cmd, le.rkey, sent) })
+		func(cmd *redis.Cmd) { _, _ = c.releaseReply(cmd, le.rkey) })
 	if pending {
 		return releaseResult{}, cmd.Err()
 	}
-	return c.releaseReply(cmd, le.rkey, sent)
+	return c.releaseReply(cmd, le.rkey)
 }
 
-// releaseReply decodes the reply of a release sent at sent — {code,
+// releaseReply decodes the reply of a release — {code,
 // handed, token, id, token, id, …}: code 1 released, 3 left the queue, 0
 // neither; handed 1 if the lock (or some room in it) went to waiters; then
 // the waiters of this Client that got it — and hands those locks over.
-func (c *Client) releaseReply(cmd *redis.Cmd, rkey string, sent time.Time) (releaseResult, error) {
+func (c *Client) releaseReply(cmd *redis.Cmd, rkey string) (releaseResult, error) {
 	vals, err := cmd.Slice()
 	if err != nil {
 		return releaseResult{}, classify(err, rkey)
@@ -61,7 +62,7 @@ func (c *Client) releaseReply(cmd *redis.Cmd, rkey string, sent time.Time) (rele
 	for i := 2; i+1 < len(vals); i += 2 {
 		token, _ := vals[i].(int64)
 		next, _ := vals[i+1].(string)
-		c.eng.granted(next, uint64(token), sent)
+		c.eng.granted(next, uint64(token))
 	}
 	return releaseResult{ours: code == 1 || code == 3, handedOff: handed == 1}, nil
 }

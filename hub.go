@@ -334,7 +334,7 @@ func (h *hub) deliver(payload string) {
 	if err != nil {
 		return
 	}
-	h.eng.granted(id, token, time.Time{})
+	h.eng.granted(id, token)
 }
 
 // close ends the connection and its goroutines.

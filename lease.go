@@ -250,11 +250,16 @@ func (e *engine) grantLocked(le *lease, token uint64, confirmed bool) {
 }
 
 // granted hands the lock to this Client's waiter id, which Redis made its
-// holder with token: told by pub/sub, by a release's reply or by a renewal.
-// A waiter that gave up is no longer known; its own clean-up releases what
-// it was granted. base, if not zero, is a time no later than the grant
-// (the send time of the release that granted it).
-func (e *engine) granted(id string, token uint64, base time.Time) {
+// holder with token: told by pub/sub or by a release's reply. A waiter that
+// gave up is no longer known; its own clean-up releases what it was
+// granted.
+//
+// The granted lease ends where the waiter's place would have: one TTL
+// after Redis ran the last renewal (or the enqueue) that found it queued.
+// So the new holder's deadline counts from that call's send time (base),
+// never from a later moment such as the send time of the release that
+// granted it.
+func (e *engine) granted(id string, token uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	le := e.byID[id]
@@ -265,9 +270,6 @@ func (e *engine) granted(id string, token uint64, base time.Time) {
 	case leasePending:
 		le.token = token // kept for the attempt's reply (queued)
 	case leaseWaiting:
-		if base.After(le.base) {
-			le.base = base
-		}
 		e.grantLocked(le, token, false)
 	}
 }
