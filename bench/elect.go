@@ -362,12 +362,21 @@ func (b *bench) runS8() (*s8Out, error) {
 			for _, n := range ns {
 				logf("S8 round %d %s: idle and hand-offs with %d candidates", round+1, l.name, n)
 				if err := b.electIdle(l, fmt.Sprintf("s8:%d:%d", round, n), n, n == ns[len(ns)-1], r); err != nil {
-					return nil, fmt.Errorf("S8 %s N=%d: %w", l.name, n, err)
+					if l.name == "renewlock" {
+						return nil, fmt.Errorf("S8 %s N=%d: %w", l.name, n, err)
+					}
+					// A peer's failure is its result, not the end of the run.
+					r.Errors++
+					logf("S8 %s N=%d: %v (counted as an error)", l.name, n, err)
 				}
 			}
 			logf("S8 round %d %s: failover", round+1, l.name)
 			if err := b.electFailover(l, fmt.Sprintf("s8f:%d", round), r); err != nil {
-				return nil, fmt.Errorf("S8 %s failover: %w", l.name, err)
+				if l.name == "renewlock" {
+					return nil, fmt.Errorf("S8 %s failover: %w", l.name, err)
+				}
+				r.Errors++
+				logf("S8 %s failover: %v (counted as an error)", l.name, err)
 			}
 		}
 	}
