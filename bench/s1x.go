@@ -100,7 +100,7 @@ end
 redis.call('HSET', KEYS[1], 'o', ARGV[1], 't', string.format('%.0f', token))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, token}`
-	// release.lua without the PUBLISH.
+	// release.lua's uncontended path: no queue, no grant, no PUBLISH.
 	quietReleaseSrc = `local cur = redis.call('HMGET', KEYS[1], 'o', 't')
 if cur[1] ~= ARGV[1] then
   return {0, 0}
@@ -110,7 +110,7 @@ if tonumber(cur[2]) < tonumber(now[1]) * 1000000 + tonumber(now[2]) then
   redis.call('DEL', KEYS[1])
 else
   redis.call('HDEL', KEYS[1], 'o', 'h', 'a')
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 return {1, 0}`
 	emptyScriptSrc = `return {1, 1}`
@@ -152,20 +152,16 @@ func (b *bench) anatomyVariants() ([]*anatomyVariant, func(), error) {
 			pair: func(ctx context.Context, key string) (time.Time, error) {
 				rkey := "renewlock:" + key
 				owner := ownerID()
-				err := acq.Run(ctx, rdb, []string{rkey}, owner, ttl, holder).Err()
+				err := acq.Run(ctx, rdb, []string{rkey}, acquireArgs(owner, ttl, holder)...).Err()
 				t1 := time.Now()
 				if err != nil {
 					return t1, err
 				}
-				return t1, rel.Run(ctx, rdb, []string{rkey}, owner, ttl, rkey).Err()
+				return t1, rel.Run(ctx, rdb, []string{rkey}, releaseArgs(owner, ttl)...).Err()
 			}})
 	}
-	src := func(name string) (string, error) {
-		data, err := os.ReadFile(filepath.Join(b.cfg.ScriptsDir, name))
-		return string(data), err
-	}
-	acqSrc, err1 := src("acquire.lua")
-	relSrc, err2 := src("release.lua")
+	acqSrc, err1 := libScript(b.cfg.ScriptsDir, "acquire.lua")
+	relSrc, err2 := libScript(b.cfg.ScriptsDir, "release.lua")
 	if err1 != nil || err2 != nil {
 		logf("S1X: renewlock's scripts not found in %s (-scripts-dir): raw script variants left out", b.cfg.ScriptsDir)
 	} else {
@@ -442,9 +438,9 @@ local now = redis.call('TIME')
 if tonumber(tok) < tonumber(now[1]) * 1000000 + tonumber(now[2]) then
   redis.call('DEL', KEYS[1])
 else
-  redis.call('SET', KEYS[1], ' ' .. tok, 'PX', ARGV[2])
+  redis.call('SET', KEYS[1], ' ' .. tok, 'PX', ARGV[3])
 end
-return {1, redis.call('PUBLISH', ARGV[3], '')}`
+return {1, redis.call('PUBLISH', ARGV[2], '')}`
 	// Without the server clock (prices TIME): token = last + 1 (from a
 	// tombstone) or 1; release always deletes.
 	noClockAcquireSrc = `local cur = redis.call('HMGET', KEYS[1], 'o', 't')
@@ -464,7 +460,7 @@ if cur ~= ARGV[1] then
   return {0, 0}
 end
 redis.call('DEL', KEYS[1])
-return {1, redis.call('PUBLISH', ARGV[3], '')}`
+return {1, redis.call('PUBLISH', ARGV[2], '')}`
 )
 
 // scriptCostRes is the Redis side of one variant, per pair.
@@ -492,8 +488,8 @@ func (b *bench) scriptCosts(pairs int) (map[string]*scriptCostRes, []string, err
 	const ttl = int64(lockTTL / time.Millisecond)
 	holder := "bench-host:12345"
 	src := func(name string) string {
-		data, _ := os.ReadFile(filepath.Join(b.cfg.ScriptsDir, name))
-		return string(data)
+		data, _ := libScript(b.cfg.ScriptsDir, name)
+		return data
 	}
 	var vs []scriptPair
 	scripts := func(name, note string, acq, rel string) {
@@ -503,8 +499,8 @@ func (b *bench) scriptCosts(pairs int) (map[string]*scriptCostRes, []string, err
 		a, r := redis.NewScript(acq), redis.NewScript(rel)
 		vs = append(vs, scriptPair{name: name, note: note, top: []string{"evalsha"}, add: func(ctx context.Context, pipe redis.Pipeliner, key string) {
 			rkey, owner := "renewlock:"+key, ownerID()
-			a.EvalSha(ctx, pipe, []string{rkey}, owner, ttl, holder)
-			r.EvalSha(ctx, pipe, []string{rkey}, owner, ttl, rkey)
+			a.EvalSha(ctx, pipe, []string{rkey}, acquireArgs(owner, ttl, holder)...)
+			r.EvalSha(ctx, pipe, []string{rkey}, releaseArgs(owner, ttl)...)
 		}})
 	}
 	acqSrc, relSrc := src("acquire.lua"), src("release.lua")
@@ -610,4 +606,35 @@ func writeScriptCosts(p func(string, ...any), res map[string]*scriptCostRes, nam
 		p("| %s | %d | %.2f | %.2f | %s | %s |\n", n, r.Pairs, r.CmdUs, r.RedisCPUus, strings.Join(parts, ", "), r.Note)
 	}
 	p("\n")
+}
+
+// benchChannel stands for a Client's grant channel in the raw variants.
+const benchChannel = "renewlock:grant:bench"
+
+// acquireArgs are acquire.lua's arguments as the library sends them for a
+// mutex that joins the queue if held: owner id, TTL ms, holder text, join,
+// grant channel, kind. The other acquire variants read the first three.
+func acquireArgs(owner string, ttl int64, holder string) []any {
+	return []any{owner, ttl, holder, "1", benchChannel, ""}
+}
+
+// releaseArgs are release.lua's arguments (owner id, grant channel) and the
+// TTL, which the release variants read as ARGV[3] (a channel to publish
+// on, if any, as ARGV[2]).
+func releaseArgs(owner string, ttl int64) []any {
+	return []any{owner, benchChannel, ttl}
+}
+
+// libScript is a script of the library as it runs it: lib.lua, then the
+// script's own part (see newScript in the root package).
+func libScript(dir, name string) (string, error) {
+	lib, err := os.ReadFile(filepath.Join(dir, "lib.lua"))
+	if err != nil {
+		return "", err
+	}
+	own, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return "", err
+	}
+	return string(lib) + "\n" + string(own), nil
 }
