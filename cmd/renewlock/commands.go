@@ -206,12 +206,7 @@ every holder of a semaphore or read-write lock. Exit status: 0 held, 1 not held,
 77 permission problem (ACL denial, wrong password), 78 rejected by Redis.`,
 		Example: `  renewlock status nightly-backup
   renewlock status nightly-backup --json | jq .token`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return cli.Usagef("status takes exactly one KEY, got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args: exactlyOne("status", "KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			t, err := g.target(cmd)
 			if err != nil {
@@ -275,12 +270,7 @@ fencing tokens protect the resource from it. Exit status: 0 removed, 1 not
 held, 69 Redis unavailable, 77 permission problem (ACL denial, wrong
 password), 78 rejected by Redis (e.g. a key that is not a lock).`,
 		Example: `  renewlock release --force nightly-backup`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return cli.Usagef("release takes exactly one KEY, got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args:    exactlyOne("release", "KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !force {
 				return cli.Usagef("release removes the lease of whoever holds %q, which may still be running; confirm with --force", args[0])
@@ -469,4 +459,15 @@ func demoWorkerCmd(g *globals, stdin, stdout *os.File) *cobra.Command {
 	cmd.Flags().DurationVar(&w.TTL, "ttl", cli.DemoTTL, "lease length")
 	cmd.Flags().StringVar(&w.Register, "register", "", "key of the fenced register")
 	return cmd
+}
+
+// exactlyOne accepts exactly one argument, the WHAT of command name; any
+// other count is a usage error that says how many came.
+func exactlyOne(name, what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return cli.Usagef("%s takes exactly one %s, got %d arguments", name, what, len(args))
+		}
+		return nil
+	}
 }

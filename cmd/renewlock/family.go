@@ -99,12 +99,7 @@ another kind of lock).`,
 		Example: `  renewlock leader scheduler
   renewlock leader scheduler --json | jq -r .value
   renewlock leader scheduler --watch --json`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return cli.Usagef("leader takes exactly one NAME, got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args: exactlyOne("leader", "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			t, err := g.target(cmd)
 			if err != nil {
