@@ -345,18 +345,35 @@ func (e *rlEnv) calibrate() {
 	e.h.clockOffset = best
 }
 
-// observe samples every key's owner, token and PTTL on every master.
+// observe samples every key's owner, token and PTTL on every master, each
+// master in its own goroutine: a paused master costs its sampler a 100 ms
+// timeout per key, and must not stall the sampling of the masters that
+// still serve. (One sequential loop over five masters, three of them
+// paused, looked at the live ones about once a second, missed the
+// renewals they kept taking, and so put the latest known expiry of a lock
+// up to a renew interval too early: CI reported a loss "60 ms after Redis
+// could expire the key" that no master had expired.)
 func (e *rlEnv) observe() {
 	defer e.wg.Done()
-	var rdbs []*redis.Client
+	var wg sync.WaitGroup
 	for _, s := range e.masters {
-		rdb := redis.NewClient(&redis.Options{
-			Addr: s.Addr(), ClientName: "chaos-observer", MaxRetries: -1, PoolSize: 1,
-			ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond, DialTimeout: 100 * time.Millisecond,
-		})
-		defer rdb.Close()
-		rdbs = append(rdbs, rdb)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.observeMaster(s.Addr())
+		}()
 	}
+	wg.Wait()
+}
+
+// observeMaster samples every key on one master every 10 ms until the
+// scenario ends.
+func (e *rlEnv) observeMaster(addr string) {
+	rdb := redis.NewClient(&redis.Options{
+		Addr: addr, ClientName: "chaos-observer", MaxRetries: -1, PoolSize: 1,
+		ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond, DialTimeout: 100 * time.Millisecond,
+	})
+	defer rdb.Close()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -365,28 +382,26 @@ func (e *rlEnv) observe() {
 			return
 		case <-tick.C:
 		}
-		for _, rdb := range rdbs {
-			for _, k := range e.keys {
-				rkey := renewlock.DefaultKeyPrefix + k
-				sent := workload.Mono()
-				var hm *redis.SliceCmd
-				var pt *redis.DurationCmd
-				_, err := rdb.TxPipelined(e.ctx, func(p redis.Pipeliner) error {
-					hm = p.HMGet(e.ctx, rkey, "o", "t")
-					pt = p.PTTL(e.ctx, rkey)
-					return nil
-				})
-				if err != nil {
-					continue
-				}
-				v := hm.Val()
-				s := Sample{Key: k, Sent: sent, PTTL: pt.Val()}
-				if len(v) == 2 && v[0] != nil && v[1] != nil {
-					s.Owned = true
-					s.Token, _ = strconv.ParseUint(fmt.Sprint(v[1]), 10, 64)
-				}
-				e.h.Sample(s)
+		for _, k := range e.keys {
+			rkey := renewlock.DefaultKeyPrefix + k
+			sent := workload.Mono()
+			var hm *redis.SliceCmd
+			var pt *redis.DurationCmd
+			_, err := rdb.TxPipelined(e.ctx, func(p redis.Pipeliner) error {
+				hm = p.HMGet(e.ctx, rkey, "o", "t")
+				pt = p.PTTL(e.ctx, rkey)
+				return nil
+			})
+			if err != nil {
+				continue
 			}
+			v := hm.Val()
+			s := Sample{Key: k, Sent: sent, PTTL: pt.Val()}
+			if len(v) == 2 && v[0] != nil && v[1] != nil {
+				s.Owned = true
+				s.Token, _ = strconv.ParseUint(fmt.Sprint(v[1]), 10, 64)
+			}
+			e.h.Sample(s)
 		}
 	}
 }
