@@ -19,3 +19,21 @@ var ScriptSHA = map[string]string{
 	"release": releaseScript.Hash(),
 	"renew":   renewScript.Hash(),
 }
+
+// WaitingIDsForTest returns the owner ids of c's leases that wait in the
+// queue of key (as the Redis key rkey).
+func WaitingIDsForTest(c *Client, rkey string) []string {
+	c.eng.mu.Lock()
+	defer c.eng.mu.Unlock()
+	var ids []string
+	for le := range c.eng.leases {
+		if le.state == leaseWaiting && le.rkey == rkey {
+			ids = append(ids, le.id)
+		}
+	}
+	return ids
+}
+
+// GrantForTest delivers a grant of the lock to c's waiter id with token, as
+// a pub/sub message would: a late one, say.
+func GrantForTest(c *Client, id string, token uint64) { c.eng.granted(id, token) }

@@ -81,6 +81,7 @@ type lease struct {
 	lock   *Lock          // the lock it is (or will be, once granted)
 	events chan waitEvent // made when it joins a queue
 	joined bool           // an attempt to join the queue was made (owned by the acquiring goroutine)
+	joins  int            // attempts made to join the queue (owned by the acquiring goroutine)
 
 	// Guarded by engine.mu.
 	state     leaseState
@@ -94,6 +95,12 @@ type lease struct {
 	// grant lands after that reply was made, so the granted lease ends no
 	// earlier than base + TTL: the new holder's deadline counts from base.
 	base time.Time
+	// rejoined: the waiter may have had an earlier entry in the queue
+	// (it tried to join more than once, or its entry was lost). A grant
+	// told by pub/sub or by a release's reply may then be about that entry
+	// (a late message), and base about the new one: such a grant is only a
+	// hint, confirmed by a renewal before the lock is handed out.
+	rejoined bool
 }
 
 // A waitEvent tells a waiting Acquire what became of its place in the queue.
@@ -207,6 +214,7 @@ func (e *engine) queued(le *lease, sent time.Time, left time.Duration, first boo
 		return false
 	}
 	le.state, le.base = leaseWaiting, sent
+	le.rejoined = le.rejoined || le.joins > 1
 	e.leases[le] = struct{}{}
 	if le.token != 0 { // a grant came first
 		token := le.token
@@ -236,10 +244,22 @@ func (e *engine) scheduleWait(le *lease, sent, now time.Time, left time.Duration
 // the grant was read by a renewal of le (acknowledged by the replicas
 // WithReplicaAck asks for). If the last sign of life of its queue entry
 // (base) is too old to build a deadline on, or the grant still needs its
-// replicas' acknowledgement, the lock is renewed first: the renewal's reply
-// grants it again with a fresh base. e.mu is held.
+// replicas' acknowledgement, or it may be a late grant of an earlier entry
+// of this waiter (rejoined), the lock is renewed first: the renewal's reply
+// grants it again with a fresh base — or finds the waiter still queued.
+// e.mu is held.
+//
+// Why rejoined needs this: the waiter's entry is lost (the holder's lease
+// ended, and Redis dropped the key, queue and all) just after a release
+// granted it the lock; its next renewal finds it gone, it joins the queue
+// again behind a new holder, with the same id, and base is then the send
+// time of that join. The grant's message, held up on a slow link, arrives
+// now: taken at its word it would hand out a lock that another client
+// holds (TestLateGrantOfALostQueueEntry; the chaos suite's latency-jitter
+// scenario saw overlaps of up to 330 ms). A waiter that joined once has
+// had no other entry, so a grant can only be about the one it has.
 func (e *engine) grantLocked(le *lease, token uint64, confirmed bool) {
-	if !time.Now().Before(le.base.Add(le.cfg.validity())) || (le.cfg.replicas > 0 && !confirmed) {
+	if !time.Now().Before(le.base.Add(le.cfg.validity())) || (!confirmed && (le.rejoined || le.cfg.replicas > 0)) {
 		le.nextRenew = time.Now()
 		e.alarm(le.nextRenew)
 		return
@@ -278,7 +298,7 @@ func (e *engine) granted(id string, token uint64) {
 // lease ran out): the waiter tries again with the same id. e.mu is held.
 func (e *engine) goneLocked(le *lease) {
 	delete(e.leases, le)
-	le.state = leasePending
+	le.state, le.rejoined = leasePending, true
 	signalEvent(le.events, waitEvent{kind: waitGone})
 }
 

@@ -65,6 +65,9 @@ func (c *Client) attempt(ctx context.Context, le *lease, join bool) (res acquire
 		joinArg = "1"
 		le.joined = true
 	}
+	if join {
+		le.joins++ // read by engine.queued, from this goroutine
+	}
 	// If the caller gives up after the call was sent, undo what it did.
 	abandoned := func(*redis.Cmd) { c.cleanup(le) }
 	script, args := acquireScript, []any{le.id, le.cfg.ttl.Milliseconds(), le.cfg.holder, joinArg, c.hub.channel, le.kind.code}

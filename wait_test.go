@@ -288,3 +288,73 @@ func TestAcquireHonoursContext(t *testing.T) {
 		t.Fatalf("keys left behind: %q", keys)
 	}
 }
+
+// A grant is about one entry of the waiter in the queue. When that entry
+// is lost (the holder's lease ends and Redis drops the key, queue and all)
+// and the waiter queues again, with the same id, behind a new holder, a
+// grant of the old entry that arrives late (a pub/sub message or a
+// release's reply held up on a slow link) must not hand out the lock: in
+// the chaos suite's latency-jitter scenario holders overlapped by up to
+// 330 ms that way, until the waiter's next renewal found it was not the
+// owner.
+func TestLateGrantOfALostQueueEntry(t *testing.T) {
+	opts := []renewlock.Option{renewlock.WithTTL(time.Second)}
+	srv, rdb, first := setup(t, opts...)
+	second := newClient(t, srv.Client(), opts...)
+	waiter := newClient(t, srv.Client(), opts...)
+	ctx := ctxT(t, 20*time.Second)
+	key := uniqueKey(t)
+	rkey := renewlock.DefaultKeyPrefix + key
+	if _, err := first.Acquire(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		l   *renewlock.Lock
+		err error
+		at  time.Time
+	}
+	got := make(chan result, 1)
+	go func() {
+		l, err := waiter.Acquire(ctx, key)
+		got <- result{l, err, time.Now()}
+	}()
+	waitFor(t, 5*time.Second, "the waiter in the queue", func() bool { return queued(t, rdb, rkey) == 1 })
+	ids := renewlock.WaitingIDsForTest(waiter, rkey)
+	if len(ids) != 1 {
+		t.Fatalf("waiting ids %v", ids)
+	}
+	// The queue is lost with the key, and another client takes the lock
+	// before the waiter's next renewal (a third of the TTL) finds out.
+	if err := rdb.Del(ctx, rkey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := second.TryAcquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the waiter queued again", func() bool { return queued(t, rdb, rkey) == 1 })
+	// The old entry's grant, late.
+	renewlock.GrantForTest(waiter, ids[0], l2.Token()-1)
+	select {
+	case r := <-got:
+		if r.err == nil {
+			t.Fatalf("a late grant of a lost queue entry handed out the lock (token %d) while another client holds it (token %d)", r.l.Token(), l2.Token())
+		}
+		t.Fatalf("Acquire failed: %v", r.err)
+	case <-time.After(600 * time.Millisecond): // still waiting, as it should
+	}
+	released := time.Now()
+	if err := l2.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-got
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.at.Before(released) || r.l.Token() <= l2.Token() {
+		t.Fatalf("the waiter got token %d at %v; the other holder had %d until %v", r.l.Token(), r.at, l2.Token(), released)
+	}
+	if err := r.l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -167,6 +168,12 @@ func TestChaos(t *testing.T) {
 				res: res, warns: e.Warns.Load(), duration: time.Since(start)}
 			r.verdict = verdict(sc, res)
 			rows = append(rows, r)
+			if dir := os.Getenv("CHAOS_DUMP_DIR"); dir != "" {
+				// Every history, to look into by hand.
+				if err := h.Dump(filepath.Join(dir, sc.name+".json")); err != nil {
+					t.Errorf("dump: %v", err)
+				}
+			}
 			if dir := timelineDir(); dir != "" {
 				files, err := h.WriteTimelines(dir, sc.name, timelineFormats(t), TimelineOptions{
 					Title:    fmt.Sprintf("%s: %s (TTL %v)", sc.name, sc.injected, ttl),
