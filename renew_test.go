@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/renewlock/renewlock"
+	"github.com/renewlock/renewlock/internal/redistest"
 )
 
 // countRoundTrips counts from now on the round trips rdb makes: one per
@@ -284,6 +285,91 @@ func TestRenewalOutlivesAcquireContext(t *testing.T) {
 		t.Fatalf("lock lost after its acquire ctx was cancelled: %v", l.Err())
 	}
 	if err := l.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Out of memory (maxmemory reached, noeviction), Redis still lets a lock
+// be renewed (PEXPIRE needs no memory) — but in a script, only if that is
+// the script's first write: a script whose first write is a waiter's place
+// (HSET) fails as a whole. A Client that holds a lock and waits for others
+// renews them in one script call, so the held locks must come first in
+// it, or the waiters next to them cost the holder its lock (the chaos
+// suite's oom scenario lost locks that way).
+func TestRenewalOutOfMemoryWithWaiters(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	const ttl = time.Second
+	var renewals, failed atomic.Int64
+	obs := &renewlock.Observer{Renewed: func(ev renewlock.RenewEvent) {
+		renewals.Add(1)
+		if ev.Failed > 0 {
+			failed.Add(1)
+		}
+	}}
+	c := newClient(t, srv.Client(), renewlock.WithTTL(ttl), renewlock.WithObserver(obs))
+	other := newClient(t, srv.Client(), renewlock.WithTTL(ttl))
+	ctx := ctxT(t, 30*time.Second)
+	key := uniqueKey(t)
+	l, err := c.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Five keys held by another client, each with c waiting in its queue.
+	const waiters = 5
+	wctx, stopWaiting := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i := range waiters {
+		k := fmt.Sprintf("%s/w%d", key, i)
+		if _, err := other.Acquire(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if wl, err := c.Acquire(wctx, k); err == nil {
+				_ = wl.Release(context.Background())
+			}
+		}()
+		waitFor(t, 5*time.Second, "a waiter", func() bool {
+			return queued(t, rdb, renewlock.DefaultKeyPrefix+k) == 1
+		})
+	}
+	for _, kv := range [][2]string{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+		if err := rdb.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oom := true
+	lift := func() {
+		if oom {
+			if err := rdb.ConfigSet(context.Background(), "maxmemory", "0").Err(); err != nil {
+				t.Error(err)
+			}
+			oom = false
+		}
+	}
+	defer lift()
+	// The write of a new lock is refused: Redis is out of memory indeed.
+	if _, err := other.TryAcquire(ctx, key+"/new"); !errors.Is(err, renewlock.ErrRejected) && !strings.Contains(fmt.Sprint(err), "OOM") {
+		t.Fatalf("TryAcquire out of memory = %v, want an OOM error", err)
+	}
+	before, failedBefore := renewals.Load(), failed.Load()
+	select {
+	case <-l.Done():
+		t.Fatalf("lock lost out of memory: %v", l.Err())
+	case <-time.After(3 * ttl):
+	}
+	lift()
+	if n := renewals.Load() - before; n < 5 {
+		t.Fatalf("only %d renewal round trips in 3 TTLs", n)
+	}
+	if n := failed.Load() - failedBefore; n > 0 {
+		t.Errorf("%d renewal round trips failed out of memory", n)
+	}
+	stopWaiting()
+	wg.Wait()
+	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
