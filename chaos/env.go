@@ -431,26 +431,49 @@ func (e *Env) observe() {
 				e.observeShared(rdb, k)
 				continue
 			}
-			sent := workload.Mono()
-			var hm *redis.SliceCmd
-			var pt *redis.DurationCmd
-			_, err := rdb.TxPipelined(e.ctx, func(p redis.Pipeliner) error {
-				hm = p.HMGet(e.ctx, prefix+k, "o", "t")
-				pt = p.PTTL(e.ctx, prefix+k)
-				return nil
-			})
-			if err != nil {
-				continue
+			if s, err := sampleMutex(e.ctx, rdb, prefix, k); err == nil {
+				e.H.Sample(s)
 			}
-			v := hm.Val()
-			s := Sample{Key: k, Sent: sent, PTTL: pt.Val()}
-			if len(v) == 2 && v[0] != nil && v[1] != nil {
-				s.Owned = true
-				s.Token, _ = strconv.ParseUint(fmt.Sprint(v[1]), 10, 64)
-			}
-			e.H.Sample(s)
 		}
 	}
+}
+
+// The observer reads a lock with a read-only script: atomic like MULTI,
+// and, unlike MULTI, allowed while Redis is out of memory (Redis 7 refuses
+// every command queued in a MULTI then, reads too). An observer blind
+// during the oom scenario missed the renewals Redis accepted meanwhile, put
+// the last known expiry of a lease too early, and made check (c) report a
+// loss 315 ms "after Redis could expire the key" that had not expired.
+var (
+	sampleMutexScript = redis.NewScript(`#!lua flags=no-writes
+local v = redis.call('HMGET', KEYS[1], 'o', 't')
+return {v[1], v[2], redis.call('PTTL', KEYS[1])}`)
+	sampleSharedScript = redis.NewScript(`#!lua flags=no-writes
+local t = redis.call('TIME')
+return {t[1], t[2], redis.call('HGETALL', KEYS[1])}`)
+)
+
+// sampleMutex reads the owner, token and PTTL of the exclusive lock key
+// (prefix+key) in one step.
+func sampleMutex(ctx context.Context, rdb redis.Scripter, prefix, key string) (Sample, error) {
+	sent := workload.Mono()
+	v, err := sampleMutexScript.Run(ctx, rdb, []string{prefix + key}).Slice()
+	if err != nil {
+		return Sample{}, err
+	}
+	if len(v) != 3 {
+		return Sample{}, fmt.Errorf("sample script returned %v", v)
+	}
+	ms, _ := v[2].(int64)
+	s := Sample{Key: key, Sent: sent, PTTL: time.Duration(ms)} // -2, -1: no key, no TTL
+	if ms > 0 {
+		s.PTTL = time.Duration(ms) * time.Millisecond
+	}
+	if v[0] != nil && v[1] != nil {
+		s.Owned = true
+		s.Token, _ = strconv.ParseUint(fmt.Sprint(v[1]), 10, 64)
+	}
+	return s, nil
 }
 
 // observeShared samples a semaphore or read-write lock: every holder's
@@ -459,18 +482,18 @@ func (e *Env) observe() {
 // server's own count, as PTTL is for a mutex.
 func (e *Env) observeShared(rdb *redis.Client, k string) {
 	sent := workload.Mono()
-	var tm *redis.TimeCmd
-	var all *redis.MapStringStringCmd
-	_, err := rdb.TxPipelined(e.ctx, func(p redis.Pipeliner) error {
-		tm = p.Time(e.ctx)
-		all = p.HGetAll(e.ctx, renewlock.DefaultKeyPrefix+k)
-		return nil
-	})
-	if err != nil {
+	v, err := sampleSharedScript.Run(e.ctx, rdb, []string{renewlock.DefaultKeyPrefix + k}).Slice()
+	if err != nil || len(v) != 3 {
 		return
 	}
-	nowUs := tm.Val().UnixMicro()
-	fields := all.Val()
+	sec, _ := strconv.ParseInt(fmt.Sprint(v[0]), 10, 64)
+	usec, _ := strconv.ParseInt(fmt.Sprint(v[1]), 10, 64)
+	nowUs := sec*1_000_000 + usec
+	flat, _ := v[2].([]any)
+	fields := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		fields[fmt.Sprint(flat[i])] = fmt.Sprint(flat[i+1])
+	}
 	s := Sample{Key: k, Sent: sent}
 	for f, v := range fields {
 		if !strings.HasPrefix(f, "p") {

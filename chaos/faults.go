@@ -115,6 +115,13 @@ func (e *Env) Partition(client int, d time.Duration) {
 		map[string]any{"timeout": 0})
 }
 
+// workWait bounds the wait for a worker process that holds a lock. It can
+// be long: locks are served first come, first served, and with six
+// in-process loops per key holding about 2×TTL each a process's turn may
+// be many seconds away (its bounded Acquire times out and queues again at
+// the back). 5 s was too short once in a 30 s client-crash run.
+const workWait = 30 * time.Second
+
 // waitWork returns a worker process that has just started its
 // un-interruptible work before a write, so it holds a lock right now.
 func (e *Env) waitWork(timeout time.Duration) *Proc {
@@ -167,7 +174,7 @@ func (e *Env) keysHeld(name string) int {
 // middle of the work it does before writing, for d; then continues it
 // (SIGCONT). It wakes with a dead lease and its pending write goes out.
 func (e *Env) StopProc(d time.Duration) {
-	p := e.waitWork(5 * time.Second)
+	p := e.waitWork(workWait)
 	end := e.H.AddFault(FaultProcStop, p.Name)
 	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		e.T.Fatalf("SIGSTOP %s: %v", p.Name, err)
@@ -182,7 +189,7 @@ func (e *Env) StopProc(d time.Duration) {
 // KillProc SIGKILLs a worker process that holds a lock, and starts a fresh
 // one in its place.
 func (e *Env) KillProc() {
-	p := e.waitWork(5 * time.Second)
+	p := e.waitWork(workWait)
 	e.H.AddFault(FaultProcKill, p.Name)
 	p.killed.Store(true)
 	t := workload.Mono()

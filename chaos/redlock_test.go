@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -383,25 +382,9 @@ func (e *rlEnv) observeMaster(addr string) {
 		case <-tick.C:
 		}
 		for _, k := range e.keys {
-			rkey := renewlock.DefaultKeyPrefix + k
-			sent := workload.Mono()
-			var hm *redis.SliceCmd
-			var pt *redis.DurationCmd
-			_, err := rdb.TxPipelined(e.ctx, func(p redis.Pipeliner) error {
-				hm = p.HMGet(e.ctx, rkey, "o", "t")
-				pt = p.PTTL(e.ctx, rkey)
-				return nil
-			})
-			if err != nil {
-				continue
+			if s, err := sampleMutex(e.ctx, rdb, renewlock.DefaultKeyPrefix, k); err == nil {
+				e.h.Sample(s)
 			}
-			v := hm.Val()
-			s := Sample{Key: k, Sent: sent, PTTL: pt.Val()}
-			if len(v) == 2 && v[0] != nil && v[1] != nil {
-				s.Owned = true
-				s.Token, _ = strconv.ParseUint(fmt.Sprint(v[1]), 10, 64)
-			}
-			e.h.Sample(s)
 		}
 	}
 }
