@@ -195,6 +195,7 @@ func (e *Env) startInProc(i int) {
 	}
 	e.Proxies = append(e.Proxies, p)
 	rdb := redis.NewClient(&redis.Options{Addr: p.Listen, ClientName: LockClientPrefix + name})
+	rdb.AddHook(&LeaseHook{H: e.H, Prefix: renewlock.DefaultKeyPrefix, TTL: e.Cfg.TTL})
 	logger := slog.New(&countingHandler{n: &e.Warns})
 	c, err := renewlock.New(rdb, renewlock.WithTTL(e.Cfg.TTL), renewlock.WithLogger(logger), renewlock.WithHolder(name))
 	if err != nil {

@@ -10,7 +10,8 @@ package chaos
 //
 // Check (c) compares a loss with the latest expiry any master shows for
 // the lock (the observer samples every master's hash, whose token is the
-// Redlock's after the write-back). That is weaker than the Redlock bound —
+// Redlock's after the write-back, and LeaseHook adds every lease a master
+// confirmed on the wire). That is weaker than the Redlock bound —
 // a loss must come before a quorum could let the key expire — which the
 // redlock package's TestPause measures per master.
 //
@@ -147,6 +148,7 @@ func newRLEnv(t *testing.T, sc rlScenario, ttl time.Duration, resource *redis.Cl
 			cut := &rlCut{}
 			rdb := s.Client(func(o *redis.Options) { o.ClientName = fmt.Sprintf("%sc%d", LockClientPrefix, i) })
 			rdb.AddHook(cut)
+			rdb.AddHook(&LeaseHook{H: e.h, Prefix: renewlock.DefaultKeyPrefix, TTL: ttl})
 			masters = append(masters, rdb)
 			cuts = append(cuts, cut)
 		}
