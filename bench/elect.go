@@ -417,14 +417,6 @@ func (b *bench) runS8() (*s8Out, error) {
 	return out, nil
 }
 
-// candidates runs n candidates of l on name: each campaigns, reports its
-// term on elected, waits until the main goroutine resigns it (a value on
-// its resign channel), and campaigns again, until ctx ends.
-type candidate struct {
-	el      elector
-	elected chan term
-}
-
 func (b *bench) electIdle(l electLib, name string, n int, handoffs bool, r *s8Res) error {
 	ttl := b.cfg.S8TTL
 	leader, err := l.open(b.addr, ttl)

@@ -66,8 +66,6 @@ type keyPermits struct {
 	try func(ctx context.Context, key string) (held, bool, error)
 }
 
-var errTaken = errors.New("taken")
-
 func (p keyPermits) permit(ctx context.Context, name string, limit int) (held, error) {
 	for {
 		for _, i := range mrand.Perm(limit) {

@@ -208,7 +208,7 @@ func lead(ctx context.Context, c *renewlock.Client, reg *Register, cfg Config, s
 	}, cfg.Options...)
 	if held == nil {
 		if err == nil {
-			err = errors.New("Lead returned nil without leading")
+			err = errors.New("renewlock: Lead returned nil without leading")
 		}
 		b := base
 		b.Blk = true
