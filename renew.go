@@ -93,7 +93,7 @@ func (e *engine) run() {
 // sets the alarm for when it must run again.
 func (e *engine) plan(now time.Time) {
 	next := now.Add(time.Hour)
-	var expired, due, dueWaiting []*lease
+	var expired, due []*lease
 	e.mu.Lock()
 	for le := range e.leases {
 		if le.state == leaseHeld || le.state == leaseReleasing {
@@ -117,22 +117,11 @@ func (e *engine) plan(now time.Time) {
 		// costs nothing, and it pulls all leases of the client into step,
 		// so that they share one round trip per interval.
 		case !le.nextRenew.After(now.Add(le.cfg.interval() / 2)):
-			if le.state == leaseWaiting {
-				dueWaiting = append(dueWaiting, le)
-			} else {
-				due = append(due, le)
-			}
+			due = append(due, le)
 		case le.nextRenew.Before(next):
 			next = le.nextRenew
 		}
 	}
-	// Held locks go first in the batch. Out of memory, Redis refuses a
-	// script's first write if it needs memory (a waiter's HSET), but not
-	// PEXPIRE, and lets a script that has written go on: so a batch that
-	// starts with a lock's PEXPIRE renews everything, and one that starts
-	// with a waiter's place failed as a whole — held locks were lost in
-	// the chaos suite's oom scenario because of the waiters next to them.
-	due = append(due, dueWaiting...)
 	if len(due) > 0 {
 		if e.loop.inflight < maxInflightBatches {
 			// Waiting past the earliest deadline is pointless: that lock

@@ -25,7 +25,7 @@ var familyKinds = []string{"sem:2", "rw", "elect"}
 
 // familyScenarios are the faults the family runs under (defined in
 // scenarios_test.go).
-var familyScenarios = []string{"redis-pause", "redis-restart", "partition", "client-pause", "client-crash"}
+var familyScenarios = []string{"redis-pause", "redis-restart", "partition", "client-pause", "client-crash", "latency-jitter", "oom"}
 
 // TestChaosFamily runs the semaphore, the read-write lock and the election
 // (each in-process client's first loop per key holds for 2×TTL, so leases
