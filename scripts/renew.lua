@@ -6,8 +6,9 @@
 -- granted and the grant's message was missed); {2, ms} waits, where ms is
 -- how long until the lease in its way may end; {3, ms} the same, first in
 -- the queue; {0, 0} neither (a lapsed lease is never re-created).
--- Renewing a mutex or an election uses PEXPIRE alone, which Redis allows
--- even when it is out of memory.
+-- The script is flagged allow-oom (scripts.go): out of memory, it still
+-- renews every lease, since it only rewrites what exists (a hash's TTL, a
+-- lease's end, a waiter's place).
 if KEYS[1] and not mayexpire(KEYS[1]) then
   return noexpire(KEYS[1])
 end
