@@ -292,8 +292,9 @@ func TestRenewalOutlivesAcquireContext(t *testing.T) {
 // Out of memory (maxmemory reached, noeviction), every lease keeps being
 // renewed: a held mutex, a semaphore permit and a read lock (their lease
 // is a hash field, HSET), and the waiters' places (HSET) renewed in the
-// same script call. Without allow-oom on the renew script Redis refused a
-// script whose first write is an HSET, so a batch failed as a whole: the
+// same script call. Redis refuses a script whose first write is an HSET,
+// and a batch failed as a whole that way before the renew script began with
+// a write that changes nothing: the
 // chaos suite's oom scenario lost mutexes because of the waiters beside
 // them, and shared locks could not be renewed at all.
 func TestRenewalOutOfMemoryWithWaiters(t *testing.T) {

@@ -42,14 +42,8 @@ var (
 	// handle every kind.
 	sharedAcquireScript = newScript(libSrc, sharedSrc, sharedAcquireSrc)
 	sharedReleaseScript = newScript(libSrc, sharedSrc, sharedReleaseSrc)
-	// Renewal runs out of memory too (allow-oom): it only rewrites what
-	// exists (a lease's end, a waiter's place). Without the flag Redis
-	// refuses a script whose first write is an HSET then, and a batch
-	// failed as a whole: a semaphore or read-write lock could not be
-	// renewed at all, and held mutexes were lost because of the waiters
-	// renewed beside them (the chaos suite's oom scenario).
-	renewScript        = newScript("#!lua flags=allow-oom", libSrc, sharedSrc, renewSrc)
-	forceReleaseScript = newScript(libSrc, sharedSrc, forceReleaseSrc)
+	renewScript         = newScript(libSrc, sharedSrc, renewSrc)
+	forceReleaseScript  = newScript(libSrc, sharedSrc, forceReleaseSrc)
 )
 
 func newScript(parts ...string) *redis.Script { return redis.NewScript(strings.Join(parts, "\n")) }

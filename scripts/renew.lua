@@ -6,11 +6,20 @@
 -- granted and the grant's message was missed); {2, ms} waits, where ms is
 -- how long until the lease in its way may end; {3, ms} the same, first in
 -- the queue; {0, 0} neither (a lapsed lease is never re-created).
--- The script is flagged allow-oom (scripts.go): out of memory, it still
--- renews every lease, since it only rewrites what exists (a hash's TTL, a
--- lease's end, a waiter's place).
+-- Out of memory, every lease is renewed too. Redis refuses a script's
+-- first write if it may need memory (HSET: a share's end, a waiter's
+-- place), but not the writes after it, so as never to stop a script half
+-- done; renewal only rewrites what exists. So a write that changes
+-- nothing goes first. (The allow-oom script flag would say it directly,
+-- but a script with flags does not run on miniredis, which the CLI's demo
+-- embeds.) Without it a batch whose first write was an HSET failed as a
+-- whole out of memory: shared locks could not be renewed at all, and held
+-- mutexes were lost because of the waiters renewed beside them.
 if KEYS[1] and not mayexpire(KEYS[1]) then
   return noexpire(KEYS[1])
+end
+if KEYS[1] then
+  redis.call('HDEL', KEYS[1], '\0')
 end
 local res = {}
 for i, key in ipairs(KEYS) do
