@@ -141,7 +141,7 @@ func (c *Client) take(ctx context.Context, kind *lockKind, key string, opts []Op
 	if o := cfg.observer; o != nil {
 		start := time.Now()
 		l, err := run(ctx, le)
-		ev := AcquireEvent{Ctx: ctx, Key: key, Start: start, Duration: time.Since(start), Queued: le.joined, Err: err}
+		ev := AcquireEvent{Ctx: ctx, Key: key, Start: start, Duration: time.Since(start), Queued: le.joins > 0, Err: err}
 		if l != nil {
 			ev.Token = l.token
 			l.mu.Lock()

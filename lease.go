@@ -80,7 +80,6 @@ type lease struct {
 	args   *kindArgs      // what the kind's scripts are told besides; nil for a mutex
 	lock   *Lock          // the lock it is (or will be, once granted)
 	events chan waitEvent // made when it joins a queue
-	joined bool           // an attempt to join the queue was made (owned by the acquiring goroutine)
 	joins  int            // attempts made to join the queue (owned by the acquiring goroutine)
 
 	// Guarded by engine.mu.
@@ -95,8 +94,9 @@ type lease struct {
 	// grant lands after that reply was made, so the granted lease ends no
 	// earlier than base + TTL: the new holder's deadline counts from base.
 	base time.Time
-	// rejoined: the waiter may have had an earlier entry in the queue
-	// (it tried to join more than once, or its entry was lost). A grant
+	// rejoined: the waiter may have had an earlier entry in the queue: it
+	// tried to join more than once (as one whose entry was lost does
+	// before it is queued again). Copied from joins by queued. A grant
 	// told by pub/sub or by a release's reply may then be about that entry
 	// (a late message), and base about the new one: such a grant is only a
 	// hint, confirmed by a renewal before the lock is handed out.
@@ -214,7 +214,7 @@ func (e *engine) queued(le *lease, sent time.Time, left time.Duration, first boo
 		return false
 	}
 	le.state, le.base = leaseWaiting, sent
-	le.rejoined = le.rejoined || le.joins > 1
+	le.rejoined = le.joins > 1
 	e.leases[le] = struct{}{}
 	if le.token != 0 { // a grant came first
 		token := le.token
@@ -298,7 +298,7 @@ func (e *engine) granted(id string, token uint64) {
 // lease ran out): the waiter tries again with the same id. e.mu is held.
 func (e *engine) goneLocked(le *lease) {
 	delete(e.leases, le)
-	le.state, le.rejoined = leasePending, true
+	le.state = leasePending
 	signalEvent(le.events, waitEvent{kind: waitGone})
 }
 

@@ -59,11 +59,10 @@ type acquireResult struct {
 func (c *Client) attempt(ctx context.Context, le *lease, join bool) (res acquireResult, pending bool, err error) {
 	joinArg := "0"
 	switch {
-	case join && le.joined:
+	case join && le.joins > 0:
 		joinArg = "2" // an earlier attempt may have queued it already
 	case join:
 		joinArg = "1"
-		le.joined = true
 	}
 	if join {
 		le.joins++ // read by engine.queued, from this goroutine
