@@ -29,6 +29,9 @@ type Config struct {
 	// Args are extra config directives, e.g. "--appendonly", "yes"; they
 	// override the defaults (no persistence, loopback only).
 	Args []string
+	// Env are extra environment variables ("NAME=value") for the process,
+	// on top of this process's environment; e.g. a clock shim's.
+	Env []string
 }
 
 // Server is one redis-server process.
@@ -37,6 +40,7 @@ type Server struct {
 	dir    string
 	ownDir bool
 	args   []string
+	env    []string
 	port   int
 
 	mu     sync.Mutex
@@ -64,7 +68,7 @@ func Start(cfg Config) (*Server, error) {
 	if _, err := exec.LookPath(bin); err != nil {
 		return nil, fmt.Errorf("redisserver: %s not found: install Redis (apt-get install redis-server) or set $REDIS_SERVER: %w", bin, err)
 	}
-	s := &Server{binary: bin, dir: cfg.Dir, args: cfg.Args}
+	s := &Server{binary: bin, dir: cfg.Dir, args: cfg.Args, env: cfg.Env}
 	if s.dir == "" {
 		dir, err := os.MkdirTemp("", "redisserver-")
 		if err != nil {
@@ -108,6 +112,9 @@ func (s *Server) launch() error {
 		"--logfile", filepath.Join(s.dir, "redis.log"),
 	}
 	cmd := exec.Command(s.binary, append(args, s.args...)...)
+	if len(s.env) > 0 {
+		cmd.Env = append(os.Environ(), s.env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	SetParentDeathSignal(cmd.SysProcAttr)
 	if err := cmd.Start(); err != nil {

@@ -9,6 +9,7 @@ type Config struct {
 	Binary string
 	Dir    string
 	Args   []string
+	Env    []string
 }
 
 // Server is one redis-server process; none can be started here.

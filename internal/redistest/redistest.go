@@ -40,6 +40,18 @@ func Start(t testing.TB, extra ...string) *Server {
 	return &Server{Server: s, t: t}
 }
 
+// StartEnv is Start with extra environment variables ("NAME=value") for
+// the server process, e.g. a clockshim.Clock's Env.
+func StartEnv(t testing.TB, env []string, extra ...string) *Server {
+	t.Helper()
+	s, err := redisserver.Start(redisserver.Config{Dir: t.TempDir(), Args: extra, Env: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return &Server{Server: s, t: t}
+}
+
 // Launch is Start for code without a testing.TB (TestMain, examples): the
 // caller must call Stop, and a failing Pause, Resume or Restart panics.
 func Launch(extra ...string) (*Server, error) {
