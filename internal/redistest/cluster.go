@@ -53,6 +53,10 @@ type ClusterConfig struct {
 	NodeTimeout time.Duration
 	// Args are extra config directives for every node.
 	Args []string
+	// Env, if set, returns extra environment variables for node i (the
+	// first Masters nodes start as masters, the others as their replicas),
+	// e.g. a clockshim.Clock's.
+	Env func(i int) []string
 }
 
 // StartCluster starts masters redis-server processes in cluster mode (at
@@ -83,8 +87,12 @@ func StartClusterWith(t testing.TB, cfg ClusterConfig) *Cluster {
 		t.Fatalf("redistest: %s not found in PATH: it forms the test cluster; install it (apt-get install redis-tools) or set $REDIS_CLI: %v", CLIBinary(), err)
 	}
 	c := &Cluster{t: t, cfg: cfg}
-	for range cfg.Masters * (1 + cfg.Replicas) {
-		c.nodes = append(c.nodes, startClusterNode(t, cfg))
+	for i := range cfg.Masters * (1 + cfg.Replicas) {
+		var env []string
+		if cfg.Env != nil {
+			env = cfg.Env(i)
+		}
+		c.nodes = append(c.nodes, startClusterNode(t, cfg, env))
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), clusterReadyTimeout)
@@ -125,13 +133,13 @@ func StartClusterWith(t testing.TB, cfg ClusterConfig) *Cluster {
 // picked as a free port too: the default (port + 10000) is out of range for
 // half of the ephemeral ports, and may be taken. (Start retries with a new
 // client port if that one collides with the bus port.)
-func startClusterNode(t testing.TB, cfg ClusterConfig) *Server {
+func startClusterNode(t testing.TB, cfg ClusterConfig, env []string) *Server {
 	t.Helper()
 	bus, err := freePort()
 	if err != nil {
 		t.Fatalf("redistest: finding a free cluster bus port: %v", err)
 	}
-	return Start(t, append([]string{
+	return StartEnv(t, env, append([]string{
 		// Replicas sync at once (by default Redis waits 5 s for more
 		// replicas to share a diskless sync).
 		"--repl-diskless-sync-delay", "0",

@@ -30,6 +30,9 @@ type SentinelConfig struct {
 	FailoverTimeout time.Duration
 	// Args are extra config directives for every data node.
 	Args []string
+	// Env, if set, returns extra environment variables for data node i
+	// (0: the first primary, then the replicas), e.g. a clockshim.Clock's.
+	Env func(i int) []string
 }
 
 // SentinelGroup is a primary with replicas, watched by several Sentinels
@@ -68,11 +71,17 @@ func StartSentinels(t testing.TB, cfg SentinelConfig) *SentinelGroup {
 	// Replicas sync at once (by default Redis waits 5 s for more replicas
 	// to share a diskless sync).
 	nodeArgs := append([]string{"--repl-diskless-sync-delay", "0"}, cfg.Args...)
-	primary := Start(t, nodeArgs...)
+	env := func(i int) []string {
+		if cfg.Env == nil {
+			return nil
+		}
+		return cfg.Env(i)
+	}
+	primary := StartEnv(t, env(0), nodeArgs...)
 	g.servers = append(g.servers, primary)
-	for range cfg.Replicas {
+	for i := range cfg.Replicas {
 		args := append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(primary.Port())}, nodeArgs...)
-		g.servers = append(g.servers, Start(t, args...))
+		g.servers = append(g.servers, StartEnv(t, env(1+i), args...))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
