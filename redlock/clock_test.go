@@ -1,0 +1,164 @@
+//go:build linux
+
+package redlock_test
+
+// Redlock × clock offset (GUARANTEES.md) on masters whose wall clocks are
+// really apart: each redis-server reads its own internal/clockshim clock
+// (an LD_PRELOAD shim; the host's clock does not move).
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/renewlock/renewlock"
+	"github.com/renewlock/renewlock/internal/clockshim"
+	"github.com/renewlock/renewlock/internal/redistest"
+	"github.com/renewlock/renewlock/redlock"
+)
+
+// startMastersWithClocks starts one master per offset, each reading its own
+// clock set to that offset from the host's.
+func startMastersWithClocks(t *testing.T, offsets ...time.Duration) (*cluster, []*clockshim.Clock) {
+	t.Helper()
+	c := &cluster{t: t}
+	var clocks []*clockshim.Clock
+	for _, off := range offsets {
+		clk, err := clockshim.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = clk.Close() })
+		if err := clk.Set(off); err != nil {
+			t.Fatal(err)
+		}
+		clocks = append(clocks, clk)
+		c.servers = append(c.servers, redistest.StartEnv(t, clk.Env()))
+	}
+	return c, clocks
+}
+
+// GUARANTEES.md: Redlock 3 × clock offset. Masters an hour ahead, on time
+// and an hour behind: tokens rise strictly through hand-offs, holders whose
+// leases expired unreleased, the death of the master that is ahead and a
+// minority restarting empty (see tokenTrial).
+func TestTokensStayMonotonicWithMastersClocksApart(t *testing.T) {
+	cl, _ := startMastersWithClocks(t, time.Hour, 0, -time.Hour)
+	key := uniqueKey(t)
+	tokens := tokenTrial(t, cl, key)
+	if ahead := uint64(time.Now().Add(59 * time.Minute).UnixMicro()); tokens[0] < ahead {
+		t.Fatalf("the master an hour ahead was not in the first quorum: tokens %v", tokens)
+	}
+	t.Logf("tokens with the masters' clocks at +1h, 0, −1h: %v", tokens)
+}
+
+// GUARANTEES.md: Redlock 3 × clock offset, a step forward. A master whose
+// clock jumps past the lease's end drops its part at once: one such master
+// is a minority, and the holder keeps the lock (and takes that master
+// again at its next renewal). Two — a majority — is the limit: if one of
+// them is the key's gate master, another client gets a quorum while the
+// holder still believes it holds the lock, until the holder's next
+// renewal; if the gate's clock did not jump, every attempt yields to the
+// holder there until its renewal finds the quorum gone and it lets go, so
+// the holder learns first. Either way the newcomer's token is larger.
+func TestMastersClockStepForward(t *testing.T) {
+	t.Run("one master", func(t *testing.T) {
+		cl, clocks := startMastersWithClocks(t, 0, 0, 0)
+		a, b := cl.newClient(short...), cl.newClient(short...)
+		ctx := ctxT(t, 30*time.Second)
+		key := uniqueKey(t)
+		la, err := a.Acquire(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.waitHeldOnAll(t, key)
+		if _, err := clocks[0].Step(2 * ttl); err != nil {
+			t.Fatal(err)
+		}
+		if cl.heldOn(t, 0, key) {
+			t.Fatal("the stepped master still holds the key")
+		}
+		if _, err := b.TryAcquire(ctx, key); !errors.Is(err, renewlock.ErrNotAcquired) {
+			t.Fatalf("another client after one master's clock jumped: %v", err)
+		}
+		cl.waitHeldOnAll(t, key) // taken again at the next renewal
+		if closedWithin(la.Done(), 2*ttl) {
+			t.Fatalf("lock lost when one master's clock jumped: %v", la.Err())
+		}
+		if err := la.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// A majority: whether another client gets in before the holder learns
+	// depends on the key's gate master (where waiters queue, and every
+	// attempt yields to the gate's holder).
+	for _, gateStepped := range []bool{true, false} {
+		name := "a majority with the gate"
+		if !gateStepped {
+			name = "a majority without the gate"
+		}
+		t.Run(name, func(t *testing.T) {
+			cl, clocks := startMastersWithClocks(t, 0, 0, 0)
+			a, b := cl.newClient(short...), cl.newClient(short...)
+			ctx := ctxT(t, 30*time.Second)
+			key := uniqueKey(t)
+			gate := redlock.GateOf(a, key)
+			var others []int
+			for i := range clocks {
+				if i != gate {
+					others = append(others, i)
+				}
+			}
+			step := others // the two masters that jump
+			if gateStepped {
+				step = []int{gate, others[0]}
+			}
+			la, err := a.Acquire(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cl.waitHeldOnAll(t, key)
+			for _, i := range step {
+				if _, err := clocks[i].Step(2 * ttl); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stepped := time.Now()
+			var lb *redlock.Lock
+			for lb == nil {
+				if l, err := b.TryAcquire(ctx, key); err == nil {
+					lb = l
+				} else if !errors.Is(err, renewlock.ErrNotAcquired) {
+					t.Fatal(err)
+				}
+			}
+			bAt := time.Now()
+			toldFirst := closedWithin(la.Done(), 0)
+			if !closedWithin(la.Done(), 2*interval+100*time.Millisecond) {
+				t.Fatal("the old holder was not told within one renew interval")
+			}
+			told := time.Now()
+			if !errors.Is(la.Err(), renewlock.ErrLeaseLost) {
+				t.Fatalf("Err = %v", la.Err())
+			}
+			if gateStepped {
+				t.Logf("clocks of masters %v (gate %d) jumped %v: another client got the key %v after the jump; the old holder was told %v after that (both valid)",
+					step, gate, 2*ttl, bAt.Sub(stepped).Round(time.Millisecond), told.Sub(bAt).Round(time.Millisecond))
+			} else {
+				t.Logf("clocks of masters %v (gate %d) jumped %v: the holder was told first; another client got the key %v after the jump",
+					step, gate, 2*ttl, bAt.Sub(stepped).Round(time.Millisecond))
+				if !toldFirst {
+					t.Errorf("another client got the key before the holder learned, although the gate master's clock did not jump")
+				}
+			}
+			if lb.Token() <= la.Token() {
+				t.Fatalf("tokens went backwards: %d after %d", lb.Token(), la.Token())
+			}
+			reg := newRegister()
+			if !reg.write(key, lb.Token()) || reg.write(key, la.Token()) {
+				t.Fatal("the fenced register did not keep the old holder out")
+			}
+			_ = lb.Release(ctx)
+		})
+	}
+}
