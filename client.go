@@ -165,7 +165,7 @@ func (c *Client) tryAcquire(ctx context.Context, le *lease) (*Lock, error) {
 	key := le.lock.key
 	for try := 1; ; try++ {
 		sent := time.Now()
-		res, pending, err := c.attempt(ctx, le, false)
+		res, pending, err := c.attempt(ctx, le, false, c.hub.channel)
 		switch {
 		case pending: // the reply goes to a clean-up
 			return nil, fmt.Errorf("renewlock: acquire %q: %w", key, err)

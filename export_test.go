@@ -1,5 +1,7 @@
 package renewlock
 
+import "time"
+
 // CrashForTest makes c stop all background work without releasing its
 // locks, as if its process had died: leases stay in Redis until they expire.
 func CrashForTest(c *Client) {
@@ -37,3 +39,19 @@ func WaitingIDsForTest(c *Client, rkey string) []string {
 // GrantForTest delivers a grant of the lock to c's waiter id with token, as
 // a pub/sub message would: a late one, say.
 func GrantForTest(c *Client, id string, token uint64) { c.eng.granted(id, token) }
+
+// SetShardIdleForTest sets how long Clients created from now on keep an
+// idle slot's grant channel subscribed (shard.go), and returns a function
+// that restores it.
+func SetShardIdleForTest(d time.Duration) func() {
+	old := shardIdle
+	shardIdle = d
+	return func() { shardIdle = old }
+}
+
+// ShardsForTest returns how many slots' grant channels c has open.
+func ShardsForTest(c *Client) int {
+	c.hub.mu.Lock()
+	defer c.hub.mu.Unlock()
+	return len(c.hub.shards)
+}

@@ -37,7 +37,7 @@ type releaseResult struct {
 // Client comes back in the reply and is handed over here, also when the
 // caller gave up (ctx ended) with the call on the wire.
 func (c *Client) releaseCall(ctx context.Context, le *lease) (releaseResult, error) {
-	cmd, pending := c.co.run(ctx, le.kind.release(), []string{le.rkey}, []any{le.id, c.hub.channel},
+	cmd, pending := c.co.run(ctx, le.kind.release(), []string{le.rkey}, []any{le.id, c.hub.mine(le.rkey)},
 		func(cmd *redis.Cmd) { _, _ = c.releaseReply(cmd, le.rkey) })
 	if pending {
 		return releaseResult{}, cmd.Err()

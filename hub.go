@@ -30,7 +30,9 @@ const pubsubHealthCheck = 15 * time.Second
 type hub struct {
 	rdb     redis.UniversalClient
 	eng     *engine
-	channel string // the grant channel: prefix + "grant:" + a random id of this Client
+	channel string // the grant channel: prefix + "grant:" + id
+	prefix  string
+	id      string // a random id of this Client
 
 	mu     sync.Mutex
 	ps     *redis.PubSub
@@ -44,6 +46,10 @@ type hub struct {
 	closed bool
 	stop   chan struct{}
 	wg     sync.WaitGroup
+
+	shardMode int            // grants on shard channels (shard.go): 1 yes, -1 no, 0 not known yet
+	shards    map[int]*shard // by slot
+	shardIdle time.Duration
 }
 
 type subOp struct {
@@ -67,10 +73,12 @@ type listener struct {
 }
 
 func newHub(rdb redis.UniversalClient, eng *engine, prefix string) *hub {
+	id := newOwnerID()
 	return &hub{
-		rdb: rdb, eng: eng, channel: prefix + "grant:" + newOwnerID(),
+		rdb: rdb, eng: eng, channel: prefix + "grant:" + id, prefix: prefix, id: id,
 		ready: make(chan struct{}), chans: make(map[string]*chanSub),
 		opKick: make(chan struct{}, 1), stop: make(chan struct{}),
+		shards: make(map[int]*shard), shardIdle: shardIdle,
 	}
 }
 
@@ -347,5 +355,6 @@ func (h *hub) close() {
 	if ps != nil {
 		_ = ps.Close()
 	}
+	h.closeShards()
 	h.wg.Wait()
 }

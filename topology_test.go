@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,13 +64,19 @@ func nodeFor(t *testing.T, ctx context.Context, cc *redis.ClusterClient, nodes [
 }
 
 // grantSubscribedOn returns the nodes on which some client is subscribed
-// to a grant channel (PUBSUB counts only the node's own clients on a
-// cluster).
-func grantSubscribedOn(t *testing.T, nodes []*redistest.Server) []*redistest.Server {
+// to a grant channel: classic (PUBLISH) channels if shard is false, shard
+// channels (SPUBLISH) if true.
+func grantSubscribedOn(t *testing.T, nodes []*redistest.Server, shard bool) []*redistest.Server {
 	t.Helper()
 	var out []*redistest.Server
 	for _, n := range nodes {
-		chans, err := n.Client().PubSubChannels(context.Background(), renewlock.DefaultKeyPrefix+"grant:*").Result()
+		var chans []string
+		var err error
+		if shard {
+			chans, err = n.Client().PubSubShardChannels(context.Background(), renewlock.DefaultKeyPrefix+"grant:*").Result()
+		} else {
+			chans, err = n.Client().PubSubChannels(context.Background(), renewlock.DefaultKeyPrefix+"grant:*").Result()
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -267,11 +274,13 @@ func TestTopologyCluster(t *testing.T) {
 		}
 	})
 
-	// A blocked Acquire wakes on another client's Release although its
-	// subscription connection is on a different node than the key: the
-	// notification crosses the cluster bus. The holder's lease is 10 s and
-	// the waiter gives up after 5 s, so only the notification can wake it.
-	t.Run("wait wakes across nodes", func(t *testing.T) {
+	// A blocked Acquire wakes on another client's Release by a message on
+	// its grant channel in the key's slot (a shard channel), subscribed on
+	// the key's node: one per node the client waits on, none elsewhere, and
+	// no classic channel (whose messages every node would relay). The
+	// holder's lease is 10 s and the waiter gives up after 5 s, so only the
+	// message can wake it.
+	t.Run("wait wakes on the key's shard", func(t *testing.T) {
 		holder := newClient(t, rdb, renewlock.WithTTL(10*time.Second))
 		waiter := newClient(t, cluster.Client())
 		ctx := ctxT(t, 20*time.Second)
@@ -303,22 +312,15 @@ func TestTopologyCluster(t *testing.T) {
 		waitFor(t, 5*time.Second, "the waiter in the queue of "+r1, func() bool {
 			return queued(t, rdb, r1) == 1
 		})
-		// The waiter's one subscription connection (its grant channel) is
-		// on some node; the second key lives on another node.
-		var subNode *redistest.Server
-		waitFor(t, 5*time.Second, "the waiter's grant subscription", func() bool {
-			on := grantSubscribedOn(t, nodes)
-			if len(on) == 1 {
-				subNode = on[0]
-			}
-			return subNode != nil
-		})
+		if on := grantSubscribedOn(t, nodes, true); len(on) != 1 || on[0] != n1 {
+			t.Fatalf("grant channels subscribed on %d nodes, want only on the key's node %s", len(on), n1.Addr())
+		}
 		var k2, r2 string
 		var n2 *redistest.Server
 		for i := 0; ; i++ {
 			k2 = fmt.Sprintf("%s/second/%d", base, i)
 			r2 = renewlock.DefaultKeyPrefix + k2
-			if n2 = nodeFor(t, ctx, rdb, nodes, r2); n2 != subNode {
+			if n2 = nodeFor(t, ctx, rdb, nodes, r2); n2 != n1 {
 				break
 			}
 		}
@@ -330,35 +332,31 @@ func TestTopologyCluster(t *testing.T) {
 		waitFor(t, 5*time.Second, "the waiter in the queue of "+r2, func() bool {
 			return queued(t, rdb, r2) == 1
 		})
-		if on := grantSubscribedOn(t, nodes); len(on) != 1 || on[0] != subNode {
-			t.Fatalf("grant channel subscribed on %d nodes, want only on %s", len(on), subNode.Addr())
+		if on := grantSubscribedOn(t, nodes, true); len(on) != 2 || !slices.Contains(on, n1) || !slices.Contains(on, n2) {
+			t.Fatalf("grant channels subscribed on %d nodes, want on the keys' nodes %s and %s", len(on), n1.Addr(), n2.Addr())
+		}
+		if on := grantSubscribedOn(t, nodes, false); len(on) != 0 {
+			t.Fatalf("a classic grant channel is subscribed on %s", on[0].Addr())
 		}
 
-		released := time.Now()
-		if err := h2.Release(ctx); err != nil {
-			t.Fatal(err)
-		}
-		r := <-got2
-		if r.err != nil {
-			t.Fatalf("waiter on %s (subscribed via %s) not woken by the release: %v", n2.Addr(), subNode.Addr(), r.err)
-		}
-		t.Logf("woken across nodes (key on %s, subscribed via %s) %v after the release (holder's TTL 10s)",
-			n2.Addr(), subNode.Addr(), r.at.Sub(released))
-		if r.l.Token() <= h2.Token() {
-			t.Fatalf("waiter's token %d not above the holder's %d", r.l.Token(), h2.Token())
-		}
-
-		released = time.Now()
-		if err := h1.Release(ctx); err != nil {
-			t.Fatal(err)
-		}
-		r1res := <-got1
-		if r1res.err != nil {
-			t.Fatalf("waiter on %s not woken by the release: %v", n1.Addr(), r1res.err)
-		}
-		t.Logf("woken (key on %s, subscribed via %s) %v after the release", n1.Addr(), subNode.Addr(), r1res.at.Sub(released))
-		for _, l := range []*renewlock.Lock{r.l, r1res.l} {
-			if err := l.Release(ctx); err != nil {
+		for _, w := range []struct {
+			h   *renewlock.Lock
+			got chan result
+			n   *redistest.Server
+		}{{h2, got2, n2}, {h1, got1, n1}} {
+			released := time.Now()
+			if err := w.h.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r := <-w.got
+			if r.err != nil {
+				t.Fatalf("waiter for a key on %s not woken by the release: %v", w.n.Addr(), r.err)
+			}
+			t.Logf("woken by a message on the key's shard (%s) %v after the release (holder's TTL 10s)", w.n.Addr(), r.at.Sub(released))
+			if r.l.Token() <= w.h.Token() {
+				t.Fatalf("waiter's token %d not above the holder's %d", r.l.Token(), w.h.Token())
+			}
+			if err := r.l.Release(ctx); err != nil {
 				t.Fatal(err)
 			}
 		}

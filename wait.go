@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -54,9 +55,10 @@ type acquireResult struct {
 }
 
 // attempt runs acquire.lua once for le; join asks to be queued if the lock
-// is held. pending reports that ctx ended with the call on the wire: its
-// reply then goes to a clean-up, and the caller must not clean up itself.
-func (c *Client) attempt(ctx context.Context, le *lease, join bool) (res acquireResult, pending bool, err error) {
+// is held, with channel as where the grant reaches this Client (grantPath).
+// pending reports that ctx ended with the call on the wire: its reply then
+// goes to a clean-up, and the caller must not clean up itself.
+func (c *Client) attempt(ctx context.Context, le *lease, join bool, channel string) (res acquireResult, pending bool, err error) {
 	joinArg := "0"
 	switch {
 	case join && le.joins > 0:
@@ -69,7 +71,7 @@ func (c *Client) attempt(ctx context.Context, le *lease, join bool) (res acquire
 	}
 	// If the caller gives up after the call was sent, undo what it did.
 	abandoned := func(*redis.Cmd) { c.cleanup(le) }
-	script, args := acquireScript, []any{le.id, le.cfg.ttl.Milliseconds(), le.cfg.holder, joinArg, c.hub.channel, le.kind.code}
+	script, args := acquireScript, []any{le.id, le.cfg.ttl.Milliseconds(), le.cfg.holder, joinArg, channel, le.kind.code}
 	if le.kind.shared {
 		script, args = sharedAcquireScript, append(args, le.args.mode, le.args.limit)
 	} else if le.kind == kindElection {
@@ -136,9 +138,11 @@ func (c *Client) wait(ctx context.Context, le *lease) (*Lock, error) {
 		return nil, ErrClientClosed
 	}
 	// Grants can reach this Client once its subscription is confirmed; it
-	// is made on the first contention and kept.
-	ready := c.hub.ready
-	join := isClosed(ready)
+	// is made on the first contention (shard.go: in this key's slot, on a
+	// Cluster).
+	path := c.hub.path(ctx, le.rkey)
+	defer c.hub.done(&path)
+	join := c.hub.isReady(&path)
 	var redisErr error       // the last Redis error, kept for the final error
 	failed := func() error { // the error when ctx ends
 		if redisErr != nil {
@@ -149,12 +153,18 @@ func (c *Client) wait(ctx context.Context, le *lease) (*Lock, error) {
 	backoff := 10 * time.Millisecond
 	for {
 		if join {
-			if err := c.hub.failure(); err != nil {
-				return nil, c.giveUp(le, fmt.Errorf("renewlock: acquire %q: waiting needs the grant channel %q: %w", key, c.hub.channel, err))
+			if err := c.hub.pathFailure(&path); err != nil && path.sharded {
+				// Shard channels are refused (ACL): the classic one, then.
+				c.hub.done(&path)
+				path = c.hub.path(ctx, le.rkey)
+				join = c.hub.isReady(&path)
+				continue
+			} else if err != nil {
+				return nil, c.giveUp(le, fmt.Errorf("renewlock: acquire %q: waiting needs the grant channel %q: %w", key, strings.TrimPrefix(path.channel, "\x00"), err))
 			}
 		}
 		sent := time.Now()
-		res, pending, err := c.attempt(ctx, le, join)
+		res, pending, err := c.attempt(ctx, le, join, path.channel)
 		switch {
 		case pending:
 			c.eng.remove(le) // the clean-up takes care of Redis
@@ -183,9 +193,8 @@ func (c *Client) wait(ctx context.Context, le *lease) (*Lock, error) {
 			return le.lock, nil
 		case !res.queued:
 			// Held, and not queued yet: wait until grants can reach us.
-			c.hub.subscribe()
 			select {
-			case <-ready:
+			case <-c.hub.pathReady(&path):
 				join = true
 				continue
 			case <-ctx.Done():

@@ -67,6 +67,23 @@ local function join(key, id, ttl, mode, chan, holder, value)
   return redis.call('HINCRBY', key, 'qn', 1) == 1
 end
 
+-- notify tells a waiter's client on its channel that the waiter now holds
+-- the lock. A channel that starts with a NUL byte is a shard channel (a
+-- Redis Cluster client: the rest of it is in the key's slot, and SPUBLISH
+-- reaches that shard's nodes only); any other is a classic one.
+-- A user who may not SPUBLISH there is not refused the release: the
+-- waiter then learns of the grant at its next renewal.
+local function notify(chan, msg)
+  if string.byte(chan, 1) == 0 then
+    chan = string.sub(chan, 2)
+    if not redis.acl_check_cmd or redis.acl_check_cmd('SPUBLISH', chan, msg) then
+      redis.call('SPUBLISH', chan, msg)
+    end
+  else
+    redis.call('PUBLISH', chan, msg)
+  end
+end
+
 -- kindname names a kind for error messages.
 local function kindname(k)
   if k == 'e' then
@@ -163,7 +180,7 @@ local function grant(key, t, mine, k)
   if chan == mine then
     return id, token, true
   end
-  redis.call('PUBLISH', chan, id .. ' ' .. fmt(token))
+  notify(chan, id .. ' ' .. fmt(token))
   return id, token, false
 end
 

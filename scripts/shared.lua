@@ -135,7 +135,7 @@ local function sgrant(key, mine, out)
       out[#out + 1] = token
       out[#out + 1] = id
     else
-      redis.call('PUBLISH', chan, id .. ' ' .. fmt(token))
+      notify(chan, id .. ' ' .. fmt(token))
     end
   end
   return granted

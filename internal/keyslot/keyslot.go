@@ -2,6 +2,11 @@
 // renewals can be batched per slot (a multi-key script must not cross slots).
 package keyslot
 
+import (
+	"strconv"
+	"sync"
+)
+
 // Slots is the number of hash slots in a Redis Cluster.
 const Slots = 16384
 
@@ -40,4 +45,27 @@ func crc16(s string) uint16 {
 		}
 	}
 	return crc
+}
+
+var (
+	tagsOnce sync.Once
+	tags     []string
+)
+
+// Tag returns a short string whose slot is slot, so that "{" + Tag(slot) +
+// "}" in a name puts the name in that slot (e.g. a shard channel beside a
+// key). The table of all slots is built on first use (≈ 2 ms).
+func Tag(slot int) string {
+	tagsOnce.Do(func() {
+		tags = make([]string, Slots)
+		left := Slots
+		for i := 0; left > 0; i++ {
+			s := strconv.Itoa(i)
+			if n := crc16(s) % Slots; tags[n] == "" {
+				tags[n] = s
+				left--
+			}
+		}
+	})
+	return tags[slot]
 }

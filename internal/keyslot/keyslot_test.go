@@ -19,3 +19,13 @@ func TestSlot(t *testing.T) {
 		}
 	}
 }
+
+// Every slot has a tag, and a name with it in braces is in that slot.
+func TestTag(t *testing.T) {
+	for slot := range Slots {
+		tag := Tag(slot)
+		if got := Slot("grant:{" + tag + "}abc"); got != slot {
+			t.Fatalf("Tag(%d) = %q, in slot %d", slot, tag, got)
+		}
+	}
+}
