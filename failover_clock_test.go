@@ -107,62 +107,80 @@ func clockFailover(t *testing.T, ctx context.Context, a, b *renewlock.Client, ke
 	}
 }
 
+// clockVariants are the clients' variants: without replica ack, and (in
+// long mode, RENEWLOCK_FAILOVER_LONG=1, as it needs a topology of its own)
+// with an ack of one replica.
+func clockVariants() []foVariant {
+	if foLong() {
+		return []foVariant{noAck(), ackN(1, 1)}
+	}
+	return []foVariant{noAck()}
+}
+
 // GUARANTEES.md: Sentinel × clock offset. SENTINEL FAILOVER to a replica
 // whose clock is 8 s ahead, leases of 6 s.
 func TestFailoverSentinelClockAhead(t *testing.T) {
-	clk := aheadClock(t)
-	g := redistest.StartSentinels(t, redistest.SentinelConfig{Env: func(i int) []string {
-		if i == 0 {
-			return nil // the primary keeps the host's clock
-		}
-		return clk.Env()
-	}})
-	ctx := ctxT(t, time.Minute)
-	old, err := g.Primary(ctx)
-	if err != nil {
-		t.Fatal(err)
+	for _, v := range clockVariants() {
+		t.Run(v.name, func(t *testing.T) {
+			clk := aheadClock(t)
+			g := redistest.StartSentinels(t, redistest.SentinelConfig{Env: func(i int) []string {
+				if i == 0 {
+					return nil // the primary keeps the host's clock
+				}
+				return clk.Env()
+			}})
+			ctx := ctxT(t, time.Minute)
+			old, err := g.Primary(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := append([]renewlock.Option{renewlock.WithTTL(fcTTL), renewlock.WithRenewInterval(fcInterval)}, v.opts...)
+			a := newClient(t, g.FailoverClient(), opts...)
+			b := newClient(t, g.FailoverClient(), opts...)
+			key := uniqueKey(t)
+			clockFailover(t, ctx, a, b, key,
+				func() { justRenewed(t, ctx, old.Client(), renewlock.DefaultKeyPrefix+key) },
+				func() time.Time { return sentinelFailover(t, ctx, g, old) })
+		})
 	}
-	opts := []renewlock.Option{renewlock.WithTTL(fcTTL), renewlock.WithRenewInterval(fcInterval)}
-	a := newClient(t, g.FailoverClient(), opts...)
-	b := newClient(t, g.FailoverClient(), opts...)
-	key := uniqueKey(t)
-	clockFailover(t, ctx, a, b, key,
-		func() { justRenewed(t, ctx, old.Client(), renewlock.DefaultKeyPrefix+key) },
-		func() time.Time { return sentinelFailover(t, ctx, g, old) })
 }
 
 // GUARANTEES.md: Cluster × clock offset. CLUSTER FAILOVER to the shard's
 // replica, whose clock is 8 s ahead, leases of 6 s.
 func TestFailoverClusterClockAhead(t *testing.T) {
-	clk := aheadClock(t)
-	const masters = 3
-	c := redistest.StartClusterWith(t, redistest.ClusterConfig{Masters: masters, Replicas: 1, Env: func(i int) []string {
-		if i < masters {
-			return nil // masters keep the host's clock
-		}
-		return clk.Env()
-	}})
-	ctx := ctxT(t, time.Minute)
-	key := uniqueKey(t)
-	rkey := renewlock.DefaultKeyPrefix + key
-	master, err := c.SlotOwner(ctx, keyslot.Slot(rkey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	replicas, err := c.ReplicasOf(ctx, master)
-	if err != nil || len(replicas) != 1 {
-		t.Fatalf("replicas of %s: %v, %v", master.Addr(), replicas, err)
-	}
-	opts := []renewlock.Option{renewlock.WithTTL(fcTTL), renewlock.WithRenewInterval(fcInterval)}
-	a := newClient(t, c.Client(), opts...)
-	b := newClient(t, c.Client(), opts...)
-	clockFailover(t, ctx, a, b, key,
-		func() { justRenewed(t, ctx, master.Client(), rkey) },
-		func() time.Time {
-			at := time.Now()
-			if err := c.Failover(ctx, replicas[0], ""); err != nil {
+	for _, v := range clockVariants() {
+		t.Run(v.name, func(t *testing.T) {
+			clk := aheadClock(t)
+			const masters = 3
+			c := redistest.StartClusterWith(t, redistest.ClusterConfig{Masters: masters, Replicas: 1, Env: func(i int) []string {
+				if i < masters {
+					return nil // masters keep the host's clock
+				}
+				return clk.Env()
+			}})
+			ctx := ctxT(t, time.Minute)
+			key := uniqueKey(t)
+			rkey := renewlock.DefaultKeyPrefix + key
+			master, err := c.SlotOwner(ctx, keyslot.Slot(rkey))
+			if err != nil {
 				t.Fatal(err)
 			}
-			return at
+			replicas, err := c.ReplicasOf(ctx, master)
+			if err != nil || len(replicas) != 1 {
+				t.Fatalf("replicas of %s: %v, %v", master.Addr(), replicas, err)
+			}
+			opts := append([]renewlock.Option{renewlock.WithTTL(fcTTL), renewlock.WithRenewInterval(fcInterval)}, v.opts...)
+			a := newClient(t, c.Client(), opts...)
+			b := newClient(t, c.Client(), opts...)
+			clockFailover(t, ctx, a, b, key,
+				func() { justRenewed(t, ctx, master.Client(), rkey) },
+				func() time.Time {
+					at := time.Now()
+					if err := c.Failover(ctx, replicas[0], ""); err != nil {
+						t.Fatal(err)
+					}
+					return at
+				})
 		})
+	}
 }

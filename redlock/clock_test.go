@@ -8,6 +8,8 @@ package redlock_test
 
 import (
 	"errors"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -38,32 +40,47 @@ func startMastersWithClocks(t *testing.T, offsets ...time.Duration) (*cluster, [
 	return c, clocks
 }
 
-// GUARANTEES.md: Redlock 3 × clock offset. Masters an hour ahead, on time
-// and an hour behind: tokens rise strictly through hand-offs, holders whose
-// leases expired unreleased, the death of the master that is ahead and a
-// minority restarting empty (see tokenTrial).
+// GUARANTEES.md: Redlock 3 and 5 × clock offset. Masters' clocks an hour
+// apart (3: +1 h, 0, −1 h; 5: +1 h, +30 min, 0, −30 min, −1 h): tokens
+// rise strictly through hand-offs, holders whose leases expired
+// unreleased, the death of the master that is ahead and a minority
+// restarting empty (see tokenTrial).
 func TestTokensStayMonotonicWithMastersClocksApart(t *testing.T) {
-	cl, _ := startMastersWithClocks(t, time.Hour, 0, -time.Hour)
-	key := uniqueKey(t)
-	tokens := tokenTrial(t, cl, key)
-	if ahead := uint64(time.Now().Add(59 * time.Minute).UnixMicro()); tokens[0] < ahead {
-		t.Fatalf("the master an hour ahead was not in the first quorum: tokens %v", tokens)
+	for _, offsets := range [][]time.Duration{
+		{time.Hour, 0, -time.Hour},
+		{time.Hour, 30 * time.Minute, 0, -30 * time.Minute, -time.Hour},
+	} {
+		t.Run(strconv.Itoa(len(offsets))+" masters", func(t *testing.T) {
+			cl, _ := startMastersWithClocks(t, offsets...)
+			key := uniqueKey(t)
+			tokens := tokenTrial(t, cl, key)
+			if ahead := uint64(time.Now().Add(59 * time.Minute).UnixMicro()); slices.Max(tokens[:5]) < ahead {
+				t.Fatalf("the master an hour ahead was in no quorum: tokens %v", tokens)
+			}
+			t.Logf("tokens with the masters' clocks at %v: %v", offsets, tokens)
+		})
 	}
-	t.Logf("tokens with the masters' clocks at +1h, 0, −1h: %v", tokens)
 }
 
-// GUARANTEES.md: Redlock 3 × clock offset, a step forward. A master whose
-// clock jumps past the lease's end drops its part at once: one such master
-// is a minority, and the holder keeps the lock (and takes that master
-// again at its next renewal). Two — a majority — is the limit: if one of
-// them is the key's gate master, another client gets a quorum while the
-// holder still believes it holds the lock, until the holder's next
-// renewal; if the gate's clock did not jump, every attempt yields to the
-// holder there until its renewal finds the quorum gone and it lets go, so
-// the holder learns first. Either way the newcomer's token is larger.
+// GUARANTEES.md: Redlock 3 and 5 × clock offset, a step forward. A master
+// whose clock jumps past the lease's end drops its part at once: a
+// minority of such masters, and the holder keeps the lock (and takes them
+// again at its next renewal). A majority is the limit: if the key's gate
+// master is among them, another client gets a quorum while the holder
+// still believes it holds the lock, until the holder's next renewal; if
+// the gate's clock did not jump, every attempt yields to the holder there
+// until its renewal finds the quorum gone and it lets go, so the holder
+// learns first. Either way the newcomer's token is larger.
 func TestMastersClockStepForward(t *testing.T) {
-	t.Run("one master", func(t *testing.T) {
-		cl, clocks := startMastersWithClocks(t, 0, 0, 0)
+	for _, n := range []int{3, 5} {
+		t.Run(strconv.Itoa(n)+" masters", func(t *testing.T) { clockStepForward(t, n) })
+	}
+}
+
+func clockStepForward(t *testing.T, n int) {
+	q := redlockQuorum(n)
+	t.Run("a minority", func(t *testing.T) {
+		cl, clocks := startMastersWithClocks(t, make([]time.Duration, n)...)
 		a, b := cl.newClient(short...), cl.newClient(short...)
 		ctx := ctxT(t, 30*time.Second)
 		key := uniqueKey(t)
@@ -72,18 +89,20 @@ func TestMastersClockStepForward(t *testing.T) {
 			t.Fatal(err)
 		}
 		cl.waitHeldOnAll(t, key)
-		if _, err := clocks[0].Step(2 * ttl); err != nil {
-			t.Fatal(err)
-		}
-		if cl.heldOn(t, 0, key) {
-			t.Fatal("the stepped master still holds the key")
+		for i := range n - q {
+			if _, err := clocks[i].Step(2 * ttl); err != nil {
+				t.Fatal(err)
+			}
+			if cl.heldOn(t, i, key) {
+				t.Fatalf("master %d still holds the key after its clock jumped", i)
+			}
 		}
 		if _, err := b.TryAcquire(ctx, key); !errors.Is(err, renewlock.ErrNotAcquired) {
-			t.Fatalf("another client after one master's clock jumped: %v", err)
+			t.Fatalf("another client after %d masters' clocks jumped: %v", n-q, err)
 		}
 		cl.waitHeldOnAll(t, key) // taken again at the next renewal
 		if closedWithin(la.Done(), 2*ttl) {
-			t.Fatalf("lock lost when one master's clock jumped: %v", la.Err())
+			t.Fatalf("lock lost when %d of %d masters' clocks jumped: %v", n-q, n, la.Err())
 		}
 		if err := la.Release(ctx); err != nil {
 			t.Fatal(err)
@@ -98,7 +117,7 @@ func TestMastersClockStepForward(t *testing.T) {
 			name = "a majority without the gate"
 		}
 		t.Run(name, func(t *testing.T) {
-			cl, clocks := startMastersWithClocks(t, 0, 0, 0)
+			cl, clocks := startMastersWithClocks(t, make([]time.Duration, n)...)
 			a, b := cl.newClient(short...), cl.newClient(short...)
 			ctx := ctxT(t, 30*time.Second)
 			key := uniqueKey(t)
@@ -109,9 +128,9 @@ func TestMastersClockStepForward(t *testing.T) {
 					others = append(others, i)
 				}
 			}
-			step := others // the two masters that jump
+			step := others[:q] // the masters that jump: a quorum
 			if gateStepped {
-				step = []int{gate, others[0]}
+				step = append([]int{gate}, others[:q-1]...)
 			}
 			la, err := a.Acquire(ctx, key)
 			if err != nil {

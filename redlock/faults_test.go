@@ -536,7 +536,7 @@ func TestTokensStayMonotonicWithATokenFarAhead(t *testing.T) {
 	t.Logf("tokens: %v (the first master started %v ahead)", tokens, time.Hour)
 }
 
-// tokenTrial runs acquisitions of one key on cl (3 masters) through
+// tokenTrial runs acquisitions of one key on cl (3 or 5 masters) through
 // hand-offs, holders cut off until their leases expired (the token must
 // outlive the lease: the floor), the death of master 0 and master 1
 // restarting empty, failing t unless every token is larger than the one
@@ -573,7 +573,10 @@ func tokenTrial(t *testing.T, cl *cluster, key string) []uint64 {
 	// master: its leases expire, with no release.
 	crash := func(step string) {
 		t.Helper()
-		cuts := []*cutHook{{}, {}, {}}
+		cuts := make([]*cutHook, len(cl.servers))
+		for i := range cuts {
+			cuts[i] = &cutHook{}
+		}
 		c := cl.newClientOn(cl.clients(hooks(cuts)...), short...)
 		l, err := c.Acquire(ctx, key)
 		if err != nil {
