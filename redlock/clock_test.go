@@ -181,3 +181,35 @@ func clockStepForward(t *testing.T, n int) {
 		})
 	}
 }
+
+// GUARANTEES.md: Redlock 3 × clock offset — the limit. Once the key is
+// gone from a quorum (released), the next token comes from the masters'
+// clocks: every clock stepped back a minute issues a token a minute lower.
+func TestLimitMastersClocksStepBackAfterRelease(t *testing.T) {
+	cl, clocks := startMastersWithClocks(t, 0, 0, 0)
+	c := cl.newClient(short...)
+	ctx := ctxT(t, 30*time.Second)
+	key := uniqueKey(t)
+	la, err := c.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := la.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl.waitFree(t, key)
+	for _, clk := range clocks {
+		if _, err := clk.Step(-time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lb, err := c.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Release(ctx)
+	t.Logf("released, then every master's clock stepped back a minute: token %d after %d", lb.Token(), la.Token())
+	if lb.Token() >= la.Token() {
+		t.Fatalf("token %d after %d: the hole this test shows is closed", lb.Token(), la.Token())
+	}
+}
