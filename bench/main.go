@@ -105,6 +105,7 @@ type results struct {
 	S6             *s6Res                    `json:"s6_renewal_at_scale,omitempty"`
 	S7             *s7Out                    `json:"s7_many_clients_one_key,omitempty"`
 	RL             *rlRes                    `json:"rl_redlock_3_masters,omitempty"`
+	ACK            *ackRes                   `json:"ack_replica_acknowledgement,omitempty"`
 	S1X            map[string]*anatomyRes    `json:"s1x_anatomy,omitempty"`
 	S1XOrder       []string                  `json:"s1x_variants,omitempty"`
 	S1XRedis       map[string]*scriptCostRes `json:"s1x_redis_side_pipelined,omitempty"`
@@ -148,7 +149,7 @@ func main() {
 	flag.StringVar(&cfg.S1XVariants, "s1x-variants", "", "S1X variants to run (default all; e.g. renewlock,raw-scripts)")
 	flag.StringVar(&cfg.ScriptsDir, "scripts-dir", "../scripts", "renewlock's Lua scripts, for S1X's raw variants")
 	flag.StringVar(&cfg.Libs, "libs", "", "comma-separated libraries to run (default all)")
-	flag.StringVar(&cfg.Scenarios, "scenarios", "s1,s2,s3,s4,s5,s6,s7,s8,s9,s10", "comma-separated scenarios to run (also: s1x; rl, Redlock on 3 masters against redsync, with the -s1, -s3, -s3-goroutines and -s4 settings)")
+	flag.StringVar(&cfg.Scenarios, "scenarios", "s1,s2,s3,s4,s5,s6,s7,s8,s9,s10", "comma-separated scenarios to run (also: s1x; rl, Redlock on 3 masters against redsync, with the -s1, -s3, -s3-goroutines and -s4 settings; ack, WithReplicaAck's cost on a primary with 2 replicas, with the -s1, -s2, -s2-goroutines and -s4 settings)")
 	flag.DurationVar(&cfg.S8, "s8", 2*time.Second, "S8 (election) idle window per library, N and round")
 	flag.StringVar(&cfg.S8Clients, "s8-clients", "0,1,8,32", "S8 numbers of waiting candidates (0: the leader alone)")
 	flag.DurationVar(&cfg.S8TTL, "s8-ttl", 2*time.Second, "S8 lease of every library's election (failover takes about this long)")
@@ -372,6 +373,11 @@ func run(cfg config, bin, out, mdPath, chartDir string, chartFormats []string) e
 	}
 	if want("rl") {
 		if res.RL, err = b.redlockScenario(bin); err != nil {
+			return err
+		}
+	}
+	if want("ack") {
+		if res.ACK, err = b.ackScenario(bin); err != nil {
 			return err
 		}
 	}

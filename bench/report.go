@@ -283,6 +283,9 @@ func writeMarkdown(w io.Writer, res *results, libs []*libState) {
 	if res.RL != nil {
 		writeRL(p, res.RL, m.Config)
 	}
+	if res.ACK != nil {
+		writeACK(p, res.ACK, m.Config)
+	}
 	if res.S8 != nil {
 		writeS8(p, res.S8, m.Config.Rounds)
 	}
