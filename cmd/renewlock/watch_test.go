@@ -271,7 +271,16 @@ func TestWatchTerminal(t *testing.T) {
 	p.tmux("resize-window", "-x", "120", "-y", "30")
 
 	p.tmux("send-keys", "q")
-	s = p.waitScreen("the shell after q", func(s string) bool { return strings.Contains(s, "watch exited 0") })
+	exited := func(s string) bool { return strings.Contains(s, "watch exited 0") }
+	if !waitFor(5*time.Second, func() bool { s = p.screen(); return exited(s) }) {
+		// Seen once in many runs, with the machine loaded by other test
+		// packages: the q sent right after a resize never reached watch
+		// (it went on refreshing). Not reproduced since; a second q is
+		// what a user would press.
+		t.Logf("watch still running 5 s after q; sending q again. The screen:\n%s", s)
+		p.tmux("send-keys", "q")
+	}
+	s = p.waitScreen("the shell after q", exited)
 	if !strings.Contains(s, "shell before") {
 		t.Fatalf("the main screen was not restored after q:\n%s", s)
 	}
