@@ -34,18 +34,16 @@ type hub struct {
 	prefix  string
 	id      string // a random id of this Client
 
-	mu     sync.Mutex
-	ps     *redis.PubSub
-	ready  chan struct{} // closed once the grant channel is confirmed, or subscribing failed
-	err    error         // why subscribing to the grant channel failed
-	seen   bool          // the grant channel's first confirmation came
-	wanted bool          // the grant channel was asked for
-	chans  map[string]*chanSub
-	ops    []subOp
-	opKick chan struct{} // wakes the sender (buffered 1)
-	closed bool
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	ps       *redis.PubSub
+	grantSub      // the classic grant channel's subscription
+	wanted   bool // the grant channel was asked for
+	chans    map[string]*chanSub
+	ops      []subOp
+	opKick   chan struct{} // wakes the sender (buffered 1)
+	closed   bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
 
 	shardMode int            // grants on shard channels (shard.go): 1 yes, -1 no, 0 not known yet
 	shards    map[int]*shard // by slot
@@ -76,7 +74,7 @@ func newHub(rdb redis.UniversalClient, eng *engine, prefix string) *hub {
 	id := newOwnerID()
 	return &hub{
 		rdb: rdb, eng: eng, channel: prefix + "grant:" + id, prefix: prefix, id: id,
-		ready: make(chan struct{}), chans: make(map[string]*chanSub),
+		grantSub: newGrantSub(), chans: make(map[string]*chanSub),
 		opKick: make(chan struct{}, 1), stop: make(chan struct{}),
 		shards: make(map[int]*shard), shardIdle: shardIdle,
 	}
@@ -253,11 +251,7 @@ func (h *hub) receiver() {
 // grants may have been missed.
 func (h *hub) confirmed() {
 	h.mu.Lock()
-	first := !h.seen
-	h.seen = true
-	if first && h.err == nil {
-		close(h.ready)
-	}
+	first := h.markConfirmed()
 	h.mu.Unlock()
 	if !first {
 		h.eng.pollWaiting()
@@ -326,9 +320,41 @@ func (h *hub) disconnected() {
 func (h *hub) fail(err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.err == nil && !h.seen && h.wanted {
-		h.err = err
-		close(h.ready)
+	if h.wanted {
+		h.markFailed(err)
+	}
+}
+
+// grantSub is where the subscription to a grant channel stands: the
+// Client's classic one (hub) or a slot's shard channel (shard). Guarded by
+// the hub's mutex.
+type grantSub struct {
+	ready chan struct{} // closed once confirmed, or subscribing failed
+	err   error         // why subscribing failed
+	seen  bool          // the first confirmation came
+}
+
+func newGrantSub() grantSub { return grantSub{ready: make(chan struct{})} }
+
+// markConfirmed records a confirmation of the subscription and reports
+// whether it was the first: that one lets waiters queue; a later one
+// follows a reconnection (or a move), during which grants may have been
+// missed.
+func (g *grantSub) markConfirmed() (first bool) {
+	first = !g.seen
+	g.seen = true
+	if first && g.err == nil {
+		close(g.ready)
+	}
+	return first
+}
+
+// markFailed records that subscribing failed with err, unless the
+// subscription was confirmed before.
+func (g *grantSub) markFailed(err error) {
+	if g.err == nil && !g.seen {
+		g.err = err
+		close(g.ready)
 	}
 }
 

@@ -51,11 +51,9 @@ const shardCheck = 500 * time.Millisecond
 // shard is the grant channel of one slot. Its fields are guarded by the
 // hub's mutex.
 type shard struct {
+	grantSub
 	slot    int
-	name    string        // the channel
-	ready   chan struct{} // closed once confirmed, or subscribing failed
-	err     error         // why subscribing failed
-	seen    bool          // confirmed at least once
+	name    string // the channel
 	started bool
 	closed  bool
 	users   int // waits using it
@@ -159,7 +157,7 @@ func (h *hub) pathReady(p *grantPath) <-chan struct{} {
 	if p.sh == nil {
 		sh := h.shards[p.slot]
 		if sh == nil || sh.closed {
-			sh = &shard{slot: p.slot, name: p.channel[1:], ready: make(chan struct{})}
+			sh = &shard{grantSub: newGrantSub(), slot: p.slot, name: p.channel[1:]}
 			h.shards[p.slot] = sh
 		}
 		h.use(sh)
@@ -365,11 +363,7 @@ func (h *hub) runShard(sh *shard) {
 // which grants may have been missed.
 func (h *hub) shardConfirmed(sh *shard) {
 	h.mu.Lock()
-	first := !sh.seen
-	sh.seen = true
-	if first && sh.err == nil {
-		close(sh.ready)
-	}
+	first := sh.markConfirmed()
 	h.mu.Unlock()
 	if !first {
 		h.eng.pollWaiting()
@@ -383,10 +377,7 @@ func (h *hub) shardFail(sh *shard, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.shardMode = -1
-	if sh.err == nil && !sh.seen {
-		sh.err = err
-		close(sh.ready)
-	}
+	sh.markFailed(err)
 }
 
 // closeShards closes every shard's connection. h.closed is set.
