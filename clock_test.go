@@ -164,7 +164,9 @@ func TestServerClockOffsetDoesNotMatter(t *testing.T) {
 // renewing absorbs a step smaller than the slack between renewals (TTL −
 // renew interval): nobody else ever gets the key.
 func TestServerClockStepForwardWithinRenewalSlack(t *testing.T) {
-	const ttl, interval, step = time.Second, 250 * time.Millisecond, 400 * time.Millisecond
+	// Slack TTL − interval = 750 ms: a step of 300 ms leaves a renewal
+	// 450 ms to be late on a loaded machine.
+	const ttl, interval, step = time.Second, 250 * time.Millisecond, 300 * time.Millisecond
 	srv, clk := startWithClock(t, 0)
 	opts := []renewlock.Option{renewlock.WithTTL(ttl), renewlock.WithRenewInterval(interval)}
 	a, b := newClient(t, srv.Client(), opts...), newClient(t, srv.Client(), opts...)
@@ -217,7 +219,9 @@ func TestServerClockStepForwardWithinRenewalSlack(t *testing.T) {
 // gone or another owner's. The newcomer's token is larger (the server clock
 // went forward), so a fenced resource refuses the old holder.
 func TestLimitServerClockStepForwardEndsLeasesEarly(t *testing.T) {
-	const ttl, interval, step = time.Second, 250 * time.Millisecond, 2 * time.Second
+	// The next renewal comes 500 ms after the step: time enough for the
+	// newcomer on a loaded machine.
+	const ttl, interval, step = time.Second, 500 * time.Millisecond, 2 * time.Second
 	srv, clk := startWithClock(t, 0)
 	rdb := srv.Client()
 	opts := []renewlock.Option{renewlock.WithTTL(ttl), renewlock.WithRenewInterval(interval)}

@@ -26,9 +26,9 @@ import (
 // than that (and the renew interval long enough that the holder's next
 // renewal comes after the clients have followed the failover).
 const (
-	fcAhead    = 8 * time.Second
-	fcTTL      = 6 * time.Second
-	fcInterval = 3 * time.Second
+	fcAhead    = 10 * time.Second
+	fcTTL      = 8 * time.Second
+	fcInterval = 4 * time.Second
 )
 
 // aheadClock returns a clock fcAhead ahead of the host's.
@@ -118,7 +118,7 @@ func clockVariants() []foVariant {
 }
 
 // GUARANTEES.md: Sentinel × clock offset. SENTINEL FAILOVER to a replica
-// whose clock is 8 s ahead, leases of 6 s.
+// whose clock is 10 s ahead, leases of 8 s.
 func TestFailoverSentinelClockAhead(t *testing.T) {
 	for _, v := range clockVariants() {
 		t.Run(v.name, func(t *testing.T) {
@@ -146,7 +146,7 @@ func TestFailoverSentinelClockAhead(t *testing.T) {
 }
 
 // GUARANTEES.md: Cluster × clock offset. CLUSTER FAILOVER to the shard's
-// replica, whose clock is 8 s ahead, leases of 6 s.
+// replica, whose clock is 10 s ahead, leases of 8 s.
 func TestFailoverClusterClockAhead(t *testing.T) {
 	for _, v := range clockVariants() {
 		t.Run(v.name, func(t *testing.T) {

@@ -70,7 +70,8 @@ func TestTokensStayMonotonicWithMastersClocksApart(t *testing.T) {
 // still believes it holds the lock, until the holder's next renewal; if
 // the gate's clock did not jump, every attempt yields to the holder there
 // until its renewal finds the quorum gone and it lets go, so the holder
-// learns first. Either way the newcomer's token is larger.
+// usually learns first (not always: the gate is a queue, not a safety
+// rule). Either way the newcomer's token is larger.
 func TestMastersClockStepForward(t *testing.T) {
 	for _, n := range []int{3, 5} {
 		t.Run(strconv.Itoa(n)+" masters", func(t *testing.T) { clockStepForward(t, n) })
@@ -160,15 +161,16 @@ func clockStepForward(t *testing.T, n int) {
 			if !errors.Is(la.Err(), renewlock.ErrLeaseLost) {
 				t.Fatalf("Err = %v", la.Err())
 			}
-			if gateStepped {
-				t.Logf("clocks of masters %v (gate %d) jumped %v: another client got the key %v after the jump; the old holder was told %v after that (both valid)",
-					step, gate, 2*ttl, bAt.Sub(stepped).Round(time.Millisecond), told.Sub(bAt).Round(time.Millisecond))
-			} else {
+			// Who learns first is logged, not asserted: the gate is no
+			// safety rule (attempt.go) — an attempt waits for the gate's
+			// answer only briefly, so on a loaded machine a slow answer
+			// does not stop another client even without the gate's jump.
+			if toldFirst {
 				t.Logf("clocks of masters %v (gate %d) jumped %v: the holder was told first; another client got the key %v after the jump",
 					step, gate, 2*ttl, bAt.Sub(stepped).Round(time.Millisecond))
-				if !toldFirst {
-					t.Errorf("another client got the key before the holder learned, although the gate master's clock did not jump")
-				}
+			} else {
+				t.Logf("clocks of masters %v (gate %d) jumped %v: another client got the key %v after the jump; the old holder was told %v after that (both valid)",
+					step, gate, 2*ttl, bAt.Sub(stepped).Round(time.Millisecond), told.Sub(bAt).Round(time.Millisecond))
 			}
 			if lb.Token() <= la.Token() {
 				t.Fatalf("tokens went backwards: %d after %d", lb.Token(), la.Token())
