@@ -59,7 +59,7 @@ func TestTLSServerOnly(t *testing.T) {
 	token := filepath.Join(t.TempDir(), "token")
 
 	// A lock taken, renewed and released over TLS, by URL and CA flag.
-	code, _, errOut := runTool(t, env(nil), "run", "--redis", srv.TLSURL(), ca, "-k", key, "--ttl", "300ms", "--",
+	code, _, errOut := runTool(t, env(nil), "run", "--redis", srv.TLSURL(), ca, "-k", key, "--ttl", "1s", "--",
 		"sh", "-c", `sleep 0.5; echo "$RENEWLOCK_TOKEN" > "$0"`, token)
 	if code != 0 {
 		t.Fatalf("run over TLS: exit %d, stderr %q", code, errOut)

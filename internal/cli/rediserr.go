@@ -2,12 +2,15 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -77,6 +80,11 @@ func redisFailure(what string, target RedisTarget, err error) error {
 	if msg, ok := tlsProblem(err, target); ok {
 		return exitf(ExitUnavailable, "%s: %s: TLS %s", what, where, redactMsg(msg, target))
 	}
+	if refusal := probeTLSRefusal(err, target); refusal != nil {
+		if msg, ok := tlsProblem(refusal, target); ok {
+			return exitf(ExitUnavailable, "%s: %s: TLS %s", what, where, redactMsg(msg, target))
+		}
+	}
 	return exitf(ExitUnavailable, "%s: %s is unavailable: %s%s", what, where, redactErr(err, target), connectHint(err, target))
 }
 
@@ -124,6 +132,40 @@ func tlsProblem(err error, target RedisTarget) (msg string, ok bool) {
 		return fmt.Sprintf("problem: %v", err), true
 	}
 	return "", false
+}
+
+// probeTLSRefusal finds out why a TLS server dropped the connection when
+// err, on a single server with TLS on, is only a reset or an early end of
+// the stream. With TLS 1.3 the server checks the client's certificate after
+// the client's side of the handshake is done, and its alert can lose the
+// race with the client's first command, which then sees a reset. One more
+// handshake and a read get the alert itself. It returns the read's error
+// if it is the server's alert, else nil (it waits at most about 2 s, on
+// this failure path only).
+func probeTLSRefusal(err error, target RedisTarget) error {
+	if !target.tlsOn() || !(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		return nil
+	}
+	opts, perr := redis.ParseURL(target.URL)
+	if perr != nil || opts.Network == "unix" || target.applyConn(opts) != nil || opts.TLSConfig == nil {
+		return nil
+	}
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: time.Second}, Config: opts.TLSConfig}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	conn, derr := d.DialContext(ctx, "tcp", opts.Addr)
+	if derr != nil {
+		if strings.Contains(derr.Error(), "remote error: tls:") {
+			return derr
+		}
+		return nil
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	if _, rerr := conn.Read(make([]byte, 1)); rerr != nil && strings.Contains(rerr.Error(), "remote error: tls:") {
+		return rerr
+	}
+	return nil
 }
 
 // connectHint suggests the other protocol when a connection failed the way
