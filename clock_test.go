@@ -9,21 +9,17 @@ package renewlock_test
 // backward while a lock is held or after it was released.
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/renewlock/renewlock"
 	"github.com/renewlock/renewlock/internal/clockshim"
 	"github.com/renewlock/renewlock/internal/redistest"
 )
 
-// startWithClock starts a redis-server whose wall clock is clk's, at
-// offset.
-func startWithClock(t *testing.T, offset time.Duration) (*redistest.Server, *clockshim.Clock) {
+// newClock returns a clock at offset from the host's, closed when t ends.
+func newClock(t *testing.T, offset time.Duration) *clockshim.Clock {
 	t.Helper()
 	clk, err := clockshim.New(t.TempDir())
 	if err != nil {
@@ -33,26 +29,15 @@ func startWithClock(t *testing.T, offset time.Duration) (*redistest.Server, *clo
 	if err := clk.Set(offset); err != nil {
 		t.Fatal(err)
 	}
-	return redistest.StartEnv(t, clk.Env()), clk
+	return clk
 }
 
-// justRenewed waits until the holder's renewal of rkey has just run (its
-// PTTL jumped up) and returns when Redis will expire it, measured on this
-// process's clock: no earlier than the moment before the PTTL read + PTTL.
-func justRenewed(t *testing.T, ctx context.Context, rdb *redis.Client, rkey string) time.Time {
+// startWithClock starts a redis-server whose wall clock is clk's, at
+// offset.
+func startWithClock(t *testing.T, offset time.Duration) (*redistest.Server, *clockshim.Clock) {
 	t.Helper()
-	prev := rdb.PTTL(ctx, rkey).Val()
-	for ctx.Err() == nil {
-		before := time.Now()
-		pttl := rdb.PTTL(ctx, rkey).Val()
-		if pttl > prev {
-			return before.Add(pttl)
-		}
-		prev = pttl
-		time.Sleep(time.Millisecond)
-	}
-	t.Fatal("no renewal seen")
-	return time.Time{}
+	clk := newClock(t, offset)
+	return redistest.StartEnv(t, clk.Env()), clk
 }
 
 // GUARANTEES.md: single primary × clock offset. A server clock an hour
@@ -80,12 +65,17 @@ func TestServerClockOffsetDoesNotMatter(t *testing.T) {
 				}
 				last = l.Token()
 			}
-
-			la, err := a.Acquire(ctx, key)
-			if err != nil {
-				t.Fatal(err)
+			take := func(what string, c *renewlock.Client) *renewlock.Lock {
+				t.Helper()
+				l, err := c.Acquire(ctx, key)
+				if err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				check(what, l)
+				return l
 			}
-			check("first", la)
+
+			la := take("first", a)
 			got := make(chan *renewlock.Lock, 1)
 			go func() {
 				l, err := b.Acquire(ctx, key)
@@ -113,29 +103,17 @@ func TestServerClockOffsetDoesNotMatter(t *testing.T) {
 			if err := lb.Release(ctx); err != nil {
 				t.Fatal(err)
 			}
-			lc, err := a.Acquire(ctx, key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			check("after a release", lc)
+			lc := take("after a release", a)
 
 			// A holder that crashes: its key expires on the server's clock.
 			crashed := newClient(t, srv.Client(), opts...)
 			if err := lc.Release(ctx); err != nil {
 				t.Fatal(err)
 			}
-			ld, err := crashed.Acquire(ctx, key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			check("before a crash", ld)
+			take("before a crash", crashed)
 			crash(t, crashed)
 			start := time.Now()
-			le, err := b.Acquire(ctx, key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			check("after the crashed holder's lease expired", le)
+			le := take("after the crashed holder's lease expired", b)
 			if waited := time.Since(start); waited > ttl+200*time.Millisecond {
 				t.Errorf("the crashed holder's key expired only after %v (TTL %v)", waited, ttl)
 			}

@@ -32,18 +32,7 @@ const (
 )
 
 // aheadClock returns a clock fcAhead ahead of the host's.
-func aheadClock(t *testing.T) *clockshim.Clock {
-	t.Helper()
-	clk, err := clockshim.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = clk.Close() })
-	if err := clk.Set(fcAhead); err != nil {
-		t.Fatal(err)
-	}
-	return clk
-}
+func aheadClock(t *testing.T) *clockshim.Clock { return newClock(t, fcAhead) }
 
 // clockFailover holds key with a, has b try for it every 5 ms from just
 // after one of a's renewals, runs failover and checks what GUARANTEES.md

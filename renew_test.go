@@ -131,21 +131,9 @@ func TestLossSignalledBeforeExpiryWhenRedisPaused(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Catch the instant right after a renewal (PTTL jumps up), then freeze
-	// Redis. The key expires no earlier than before+PTTL on our clock.
-	var expiry time.Time
-	prev := rdb.PTTL(ctx, rkey).Val()
-	for {
-		before := time.Now()
-		pttl := rdb.PTTL(ctx, rkey).Val()
-		if pttl > prev {
-			srv.Pause()
-			expiry = before.Add(pttl)
-			break
-		}
-		prev = pttl
-		time.Sleep(time.Millisecond)
-	}
+	// Catch the instant right after a renewal, then freeze Redis.
+	expiry := justRenewed(t, ctx, rdb, rkey)
+	srv.Pause()
 	defer srv.Resume()
 	paused := time.Now()
 
@@ -385,4 +373,23 @@ func TestRenewalOutOfMemoryWithWaiters(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// justRenewed waits until the holder's renewal of rkey has just run (its
+// PTTL jumped up) and returns when Redis will expire it, measured on this
+// process's clock: no earlier than the moment before the PTTL read + PTTL.
+func justRenewed(t *testing.T, ctx context.Context, rdb *redis.Client, rkey string) time.Time {
+	t.Helper()
+	prev := rdb.PTTL(ctx, rkey).Val()
+	for ctx.Err() == nil {
+		before := time.Now()
+		pttl := rdb.PTTL(ctx, rkey).Val()
+		if pttl > prev {
+			return before.Add(pttl)
+		}
+		prev = pttl
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("no renewal seen")
+	return time.Time{}
 }
