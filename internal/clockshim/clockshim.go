@@ -11,8 +11,10 @@
 package clockshim
 
 import (
+	"crypto/sha256"
 	_ "embed"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,16 +32,27 @@ var (
 	buildErr  error
 )
 
-// library compiles shim.c once per process into a temporary directory and
-// returns the shared object's path.
+// library returns the path of the compiled shim. It is built once per
+// source and compiler, in the temporary directory under a name made of
+// their hash, and reused by every later test process: no process compiles
+// it again, and nothing is left behind per run. A build goes to a
+// temporary name first and is renamed into place, so processes that build
+// it at once never load a half-written file.
 func library() (string, error) {
 	buildOnce.Do(func() {
 		cc := os.Getenv("CC")
 		if cc == "" {
 			cc = "cc"
 		}
-		if _, err := exec.LookPath(cc); err != nil {
+		ccPath, err := exec.LookPath(cc)
+		if err != nil {
 			buildErr = fmt.Errorf("clockshim: no C compiler %q to build the clock shim: install gcc (apt-get install gcc libc6-dev) or set $CC: %w", cc, err)
+			return
+		}
+		sum := sha256.Sum256(append(append([]byte(ccPath), 0), source...))
+		lib := filepath.Join(os.TempDir(), "renewlock-clockshim-"+hex.EncodeToString(sum[:8])+".so")
+		if _, err := os.Stat(lib); err == nil {
+			libPath = lib
 			return
 		}
 		dir, err := os.MkdirTemp("", "clockshim-")
@@ -47,15 +60,18 @@ func library() (string, error) {
 			buildErr = err
 			return
 		}
-		src := filepath.Join(dir, "clockshim.c")
+		defer os.RemoveAll(dir)
+		src, tmp := filepath.Join(dir, "clockshim.c"), filepath.Join(dir, "clockshim.so")
 		if err := os.WriteFile(src, source, 0o644); err != nil {
 			buildErr = err
 			return
 		}
-		lib := filepath.Join(dir, "clockshim.so")
-		out, err := exec.Command(cc, "-O2", "-shared", "-fPIC", "-Wall", "-o", lib, src, "-ldl").CombinedOutput()
-		if err != nil {
+		if out, err := exec.Command(ccPath, "-O2", "-shared", "-fPIC", "-Wall", "-o", tmp, src, "-ldl").CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("clockshim: %s failed: %v\n%s", cc, err, out)
+			return
+		}
+		if err := os.Rename(tmp, lib); err != nil {
+			buildErr = err
 			return
 		}
 		libPath = lib
