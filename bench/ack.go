@@ -106,28 +106,13 @@ func (b *bench) ackScenario(bin string) (*ackRes, error) {
 		res.order = append(res.order, name)
 		res.Serial[name], res.Parallel[name], res.Handoff[name] = &pairRes{}, &pairRes{}, &handoffRes{}
 	}
-	for _, ls := range libs { // warm up, then round trips of an uncontended pair
-		for i := 0; i < 50; i++ {
-			h, err := ls.inst[0].acquire(ctx, fmt.Sprintf("ackwarm:%d", i))
-			if err != nil {
-				return nil, fmt.Errorf("%s: warm-up: %w", ls.name, err)
-			}
-			if err := h.release(ctx); err != nil {
-				return nil, fmt.Errorf("%s: warm-up release: %w", ls.name, err)
-			}
+	for _, ls := range libs {
+		if err := warmUp(ctx, ls, "ackwarm"); err != nil {
+			return nil, err
 		}
-		const n = 500
-		c0 := ls.ctr.snap()
-		for i := 0; i < n; i++ {
-			h, err := ls.inst[0].acquire(ctx, fmt.Sprintf("ackrt:%d", i))
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", ls.name, err)
-			}
-			if err := h.release(ctx); err != nil {
-				return nil, fmt.Errorf("%s: %w", ls.name, err)
-			}
+		if res.RoundTrips[ls.name], err = roundTripsPerPair(ctx, ls, "ackrt"); err != nil {
+			return nil, err
 		}
-		res.RoundTrips[ls.name] = float64(ls.ctr.snap().sub(c0).roundTrips) / n
 	}
 	for r := 0; r < b.cfg.Rounds; r++ {
 		k := r % len(libs)

@@ -186,32 +186,16 @@ func (b *bench) redlockScenario(bin string) (*rlRes, error) {
 		return nil, fmt.Errorf("scenario rl: none of its libraries (%s) is in -libs", "redlock, redsync, redsync-1-5ms")
 	}
 	ctx := context.Background()
-	for _, ls := range libs { // warm up: connections, scripts
-		for i := 0; i < 50; i++ {
-			h, err := ls.inst[i%2].acquire(ctx, fmt.Sprintf("warm:%d", i))
-			if err != nil {
-				return nil, fmt.Errorf("%s: warm-up: %w", ls.name, err)
-			}
-			if err := h.release(ctx); err != nil {
-				return nil, fmt.Errorf("%s: warm-up release: %w", ls.name, err)
-			}
+	for _, ls := range libs {
+		if err := warmUp(ctx, ls, "warm"); err != nil {
+			return nil, err
 		}
 	}
-	for _, ls := range libs { // round trips of an uncontended pair
-		const n = 500
-		time.Sleep(50 * time.Millisecond) // background traffic drains
-		c0 := ls.ctr.snap()
-		for i := 0; i < n; i++ {
-			h, err := ls.inst[0].acquire(ctx, fmt.Sprintf("rt:%d", i))
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", ls.name, err)
-			}
-			if err := h.release(ctx); err != nil {
-				return nil, fmt.Errorf("%s: %w", ls.name, err)
-			}
+	for _, ls := range libs {
+		var err error
+		if res.RoundTrips[ls.name], err = roundTripsPerPair(ctx, ls, "rt"); err != nil {
+			return nil, err
 		}
-		time.Sleep(20 * time.Millisecond) // redlock's last release lands after Release returns
-		res.RoundTrips[ls.name] = float64(ls.ctr.snap().sub(c0).roundTrips) / n
 	}
 	for r := 0; r < b.cfg.Rounds; r++ {
 		k := r % len(libs)

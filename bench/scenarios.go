@@ -351,3 +351,38 @@ func (b *bench) ping(n int) []time.Duration {
 	}
 	return out
 }
+
+// warmUp runs 50 uncontended acquire+release pairs on ls, on both
+// instances in turn (connections, scripts), on keys prefix:N.
+func warmUp(ctx context.Context, ls *libState, prefix string) error {
+	for i := 0; i < 50; i++ {
+		h, err := ls.inst[i%2].acquire(ctx, fmt.Sprintf("%s:%d", prefix, i))
+		if err != nil {
+			return fmt.Errorf("%s: warm-up: %w", ls.name, err)
+		}
+		if err := h.release(ctx); err != nil {
+			return fmt.Errorf("%s: warm-up release: %w", ls.name, err)
+		}
+	}
+	return nil
+}
+
+// roundTripsPerPair runs 500 uncontended acquire+release pairs on ls's
+// first instance, on keys prefix:N, and returns the go-redis round trips
+// per pair (all servers together).
+func roundTripsPerPair(ctx context.Context, ls *libState, prefix string) (float64, error) {
+	const n = 500
+	time.Sleep(50 * time.Millisecond) // background traffic drains
+	c0 := ls.ctr.snap()
+	for i := 0; i < n; i++ {
+		h, err := ls.inst[0].acquire(ctx, fmt.Sprintf("%s:%d", prefix, i))
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", ls.name, err)
+		}
+		if err := h.release(ctx); err != nil {
+			return 0, fmt.Errorf("%s: %w", ls.name, err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond) // redlock's last release lands after Release returns
+	return float64(ls.ctr.snap().sub(c0).roundTrips) / n, nil
+}
