@@ -211,7 +211,8 @@ func TestClusterShardChannelFollowsTheSlot(t *testing.T) {
 // on 12 keys in 12 slots across the 3 masters, Acquire with deadlines of
 // 0–5 ms or 800 ms, holds of 0–2 ms, Release with a context already
 // cancelled, of 1 ms or of 1 s, and Clients closed at random moments and
-// replaced. It checks: no two holders of a key with Done open outside
+// replaced; a third of the way in, the slot of one key moves to another
+// master (its waiters' subscriptions follow it). It checks: no two holders of a key with Done open outside
 // Release; every Acquire returns by its deadline + 1 s, with a lock, an
 // error wrapping its ctx's, or ErrClientClosed; waits that end in a grant
 // happen; every key is free within TTL + 500 ms after the run; no
@@ -260,6 +261,14 @@ func TestClusterShardStress(t *testing.T) {
 		defer clientsMu.Unlock()
 		return clients[rng.IntN(len(clients))]
 	}
+	wg.Go(func() { // moves the slot of keys[0] to another master mid-run
+		time.Sleep(dur / 3)
+		if _, err := c.Reshard(ctx, masters[0].Server, masters[1].Server, 1); err != nil {
+			t.Errorf("reshard: %v", err)
+			return
+		}
+		t.Logf("slot %d moved at %v", masters[0].Slots[0][0], dur/3)
+	})
 	wg.Go(func() { // closes a Client now and then, and replaces it
 		rng := rand.New(rand.NewPCG(1, 2))
 		for time.Now().Before(stop) {
